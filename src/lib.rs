@@ -1,0 +1,8 @@
+//! abide: remote terminal sessions that the network cannot kill.
+//!
+//! The data path, once: program → PTY → output log (absolute offsets) + terminal
+//! model → frames → transport → client → the user's terminal; keystrokes travel
+//! back with sequence numbers. See README.md, section "Architecture".
+
+pub mod cli;
+pub mod doctor;
