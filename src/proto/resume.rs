@@ -1,0 +1,424 @@
+//! The client's side of a session, as a state machine that outlives any one link.
+//!
+//! It knows which session it shows, the offset of the next output byte its
+//! terminal needs, the input not yet acknowledged, and when it last heard from
+//! the server. A driver feeds it frames, user input and the time; it answers
+//! with frames to send and events (bytes for the terminal, link lost, exited).
+//! A new link of any kind (QUIC, ssh pipe, Unix socket) starts with
+//! [`ClientCore::hello`], and the server continues exactly where this left off.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::frame::{
+    AttachRequest, Down, ErrorKind, Hello, Request, ResumePoint, Target, Up, WinSize, MAX_CHUNK,
+};
+use super::input::InputQueue;
+
+/// How often to ping, and how long a silence means the link is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub ping_interval: Duration,
+    pub silence_limit: Duration,
+}
+
+impl Timing {
+    /// QUIC: frequent small pings keep a NAT mapping fresh and notice a dead
+    /// path within a second, which is what makes fast recovery possible.
+    pub const QUIC: Timing =
+        Timing { ping_interval: Duration::from_millis(250), silence_limit: Duration::from_millis(1000) };
+    /// Over ssh every ping costs a TCP segment and an ssh MAC; a dead link is
+    /// found after 3 s (issue 5), long before TCP's own timers would.
+    pub const SSH: Timing =
+        Timing { ping_interval: Duration::from_millis(1000), silence_limit: Duration::from_millis(3000) };
+    /// The local socket only dies with the daemon; pings just prove it answers.
+    pub const LOCAL: Timing =
+        Timing { ping_interval: Duration::from_millis(2000), silence_limit: Duration::from_millis(6000) };
+}
+
+/// The largest snapshot accepted; a bigger one is a misbehaving server.
+const MAX_SNAPSHOT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Bytes for the terminal, in order.
+    Write(Vec<u8>),
+    Attached { name: String, session_id: u64 },
+    /// Nothing heard for `Timing::silence_limit`: show the banner, find a new link.
+    LinkLost,
+    /// A frame arrived after `LinkLost`: hide the banner.
+    LinkBack,
+    Exited { code: i32 },
+    Detached,
+    Error { kind: ErrorKind, message: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("server skipped output: expected offset {expected}, got {got}")]
+    Gap { expected: u64, got: u64 },
+    #[error("snapshot larger than {MAX_SNAPSHOT} bytes")]
+    SnapshotTooLarge,
+    #[error("unexpected frame before attach: {0}")]
+    Unexpected(&'static str),
+}
+
+#[derive(Debug)]
+pub struct ClientCore {
+    client_id: u64,
+    /// What to attach to before the first successful attach.
+    target: Target,
+    session: Option<(u64, String)>,
+    /// Every output byte before this offset has been handed out as `Event::Write`.
+    offset: u64,
+    acked: u64,
+    input: InputQueue,
+    size: WinSize,
+    size_sent: bool,
+    timing: Timing,
+    attached: bool,
+    lost: bool,
+    last_heard: Instant,
+    last_ping: Instant,
+    nonce: u64,
+    snapshot: Vec<u8>,
+    outbox: VecDeque<Up>,
+    events: VecDeque<Event>,
+    finished: bool,
+}
+
+impl ClientCore {
+    pub fn new(client_id: u64, target: Target, size: WinSize, timing: Timing, now: Instant) -> Self {
+        ClientCore {
+            client_id,
+            target,
+            session: None,
+            offset: 0,
+            acked: 0,
+            input: InputQueue::new(),
+            size,
+            size_sent: false,
+            timing,
+            attached: false,
+            lost: false,
+            last_heard: now,
+            last_ping: now,
+            nonce: 0,
+            snapshot: Vec::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    pub fn set_timing(&mut self, timing: Timing) {
+        self.timing = timing;
+    }
+
+    /// Output offset the terminal has reached.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn session(&self) -> Option<&(u64, String)> {
+        self.session.as_ref()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost
+    }
+
+    pub fn pending_input_bytes(&self) -> usize {
+        self.input.pending_bytes()
+    }
+
+    /// The first frame for a new link, then [`poll_transmit`](Self::poll_transmit)
+    /// yields the unacknowledged input. Pipelined: no round trip is spent
+    /// waiting for `Attached`.
+    pub fn hello(&mut self, now: Instant) -> Hello {
+        self.outbox.clear();
+        self.attached = false;
+        self.size_sent = false;
+        self.last_ping = now;
+        for (seq, data) in self.input.unacked() {
+            self.outbox.push_back(Up::Input { seq: *seq, data: data.clone() });
+        }
+        let (target, resume) = match &self.session {
+            Some((id, _)) => (Target::Id(*id), Some(ResumePoint { session_id: *id, offset: self.offset })),
+            None => (self.target.clone(), None),
+        };
+        Hello::new(Request::Attach(AttachRequest { target, client_id: self.client_id, resume, size: self.size }))
+    }
+
+    /// A link was just made: count it as contact (the handshake was an answer).
+    pub fn link_up(&mut self, now: Instant) {
+        self.heard(now);
+    }
+
+    pub fn user_input(&mut self, data: &[u8]) {
+        for (seq, data) in self.input.push(data, MAX_CHUNK) {
+            self.outbox.push_back(Up::Input { seq, data });
+        }
+    }
+
+    pub fn resize(&mut self, size: WinSize) {
+        if size != self.size {
+            self.size = size;
+            self.size_sent = false;
+        }
+    }
+
+    pub fn detach(&mut self) {
+        self.outbox.push_back(Up::Detach);
+    }
+
+    pub fn on_frame(&mut self, frame: Down, now: Instant) -> Result<(), ProtocolError> {
+        self.heard(now);
+        match frame {
+            Down::Attached(a) => {
+                self.attached = true;
+                if self.session.as_ref().map(|s| s.0) != Some(a.session_id) {
+                    // A different session (first attach): output starts where the server says.
+                    self.offset = a.start_offset;
+                    self.acked = a.start_offset;
+                }
+                self.session = Some((a.session_id, a.name.clone()));
+                self.input.ack(a.input_acked);
+                self.events.push_back(Event::Attached { name: a.name, session_id: a.session_id });
+            }
+            Down::Output { offset, data } => {
+                if !self.attached {
+                    return Err(ProtocolError::Unexpected("output"));
+                }
+                let end = offset + data.len() as u64;
+                if offset > self.offset {
+                    return Err(ProtocolError::Gap { expected: self.offset, got: offset });
+                }
+                if end > self.offset {
+                    let fresh = data[(self.offset - offset) as usize..].to_vec();
+                    self.offset = end;
+                    self.events.push_back(Event::Write(fresh));
+                }
+            }
+            Down::Snapshot { offset, data, last } => {
+                if !self.attached {
+                    return Err(ProtocolError::Unexpected("snapshot"));
+                }
+                if self.snapshot.len() + data.len() > MAX_SNAPSHOT {
+                    self.snapshot.clear();
+                    return Err(ProtocolError::SnapshotTooLarge);
+                }
+                self.snapshot.extend_from_slice(&data);
+                if last {
+                    self.offset = offset;
+                    self.events.push_back(Event::Write(std::mem::take(&mut self.snapshot)));
+                }
+            }
+            Down::InputAck { seq } => self.input.ack(seq),
+            Down::Pong { .. } => {}
+            Down::Exited { code } => {
+                self.finished = true;
+                self.events.push_back(Event::Exited { code });
+            }
+            Down::Detached => {
+                self.finished = true;
+                self.events.push_back(Event::Detached);
+            }
+            Down::Error { kind, message } => {
+                self.finished = true;
+                self.events.push_back(Event::Error { kind, message });
+            }
+            Down::Sessions(_) | Down::Done | Down::Granted(_) => {
+                return Err(ProtocolError::Unexpected("control reply on a session channel"));
+            }
+        }
+        Ok(())
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        if self.lost {
+            self.lost = false;
+            self.events.push_back(Event::LinkBack);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has something to do.
+    pub fn poll_timeout(&self) -> Instant {
+        let ping = self.last_ping + self.timing.ping_interval;
+        if self.lost {
+            ping
+        } else {
+            ping.min(self.last_heard + self.timing.silence_limit)
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.last_ping + self.timing.ping_interval {
+            self.last_ping = now;
+            self.nonce += 1;
+            self.outbox.push_back(Up::Ping { nonce: self.nonce });
+        }
+        if !self.lost && !self.finished && now >= self.last_heard + self.timing.silence_limit {
+            self.lost = true;
+            self.events.push_back(Event::LinkLost);
+        }
+    }
+
+    /// How long it has been since the server was last heard.
+    pub fn silence(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_heard)
+    }
+
+    /// The next frame to send on the current link.
+    pub fn poll_transmit(&mut self) -> Option<Up> {
+        if let Some(f) = self.outbox.pop_front() {
+            return Some(f);
+        }
+        if !self.size_sent {
+            self.size_sent = true;
+            return Some(Up::Resize(self.size));
+        }
+        if self.attached && self.offset > self.acked {
+            self.acked = self.offset;
+            return Some(Up::Ack { offset: self.offset });
+        }
+        None
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::Attached;
+
+    fn core(now: Instant) -> ClientCore {
+        ClientCore::new(1, Target::Existing(None), WinSize::default(), Timing::QUIC, now)
+    }
+
+    fn attached(id: u64, start: u64, input_acked: u64) -> Down {
+        Down::Attached(Attached { session_id: id, name: "s".into(), input_acked, start_offset: start })
+    }
+
+    fn writes(c: &mut ClientCore) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(e) = c.poll_event() {
+            if let Event::Write(b) = e {
+                out.extend(b);
+            }
+        }
+        out
+    }
+
+    fn drain(c: &mut ClientCore) -> Vec<Up> {
+        std::iter::from_fn(|| c.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn resume_skips_what_was_already_shown() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.on_frame(Down::Output { offset: 0, data: b"abc".to_vec() }, t).unwrap();
+        assert_eq!(writes(&mut c), b"abc");
+        // New link: the hello names the session and the offset.
+        let h = c.hello(t);
+        match h.request {
+            Request::Attach(a) => {
+                assert_eq!(a.target, Target::Id(9));
+                assert_eq!(a.resume, Some(ResumePoint { session_id: 9, offset: 3 }));
+            }
+            _ => panic!("not an attach"),
+        }
+        c.on_frame(attached(9, 3, 0), t).unwrap();
+        // The server may overlap; only the new tail is written.
+        c.on_frame(Down::Output { offset: 1, data: b"bcdef".to_vec() }, t).unwrap();
+        c.on_frame(Down::Output { offset: 0, data: b"abc".to_vec() }, t).unwrap();
+        assert_eq!(writes(&mut c), b"def");
+        assert_eq!(c.offset(), 6);
+    }
+
+    #[test]
+    fn a_gap_is_an_error() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 10, 0), t).unwrap();
+        let e = c.on_frame(Down::Output { offset: 12, data: b"x".to_vec() }, t);
+        assert_eq!(e, Err(ProtocolError::Gap { expected: 10, got: 12 }));
+    }
+
+    #[test]
+    fn unacked_input_is_resent_on_every_new_link() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.user_input(b"ls\r");
+        let first = drain(&mut c);
+        assert!(first.contains(&Up::Input { seq: 1, data: b"ls\r".to_vec() }));
+        c.user_input(b"pwd\r");
+        c.hello(t);
+        let again = drain(&mut c);
+        assert_eq!(again[0], Up::Input { seq: 1, data: b"ls\r".to_vec() });
+        assert_eq!(again[1], Up::Input { seq: 2, data: b"pwd\r".to_vec() });
+        // The server says it already had seq 1.
+        c.on_frame(attached(9, 0, 1), t).unwrap();
+        c.hello(t);
+        let third = drain(&mut c);
+        assert_eq!(third[0], Up::Input { seq: 2, data: b"pwd\r".to_vec() });
+        assert_eq!(third.iter().filter(|f| matches!(f, Up::Input { .. })).count(), 1);
+    }
+
+    #[test]
+    fn silence_raises_link_lost_once_and_contact_clears_it() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.poll_event();
+        let later = t + Timing::QUIC.silence_limit;
+        assert!(c.poll_timeout() <= later);
+        c.handle_timeout(later);
+        c.handle_timeout(later + Duration::from_secs(5));
+        let lost: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert_eq!(lost, vec![Event::LinkLost]);
+        c.on_frame(Down::Pong { nonce: 1 }, later + Duration::from_secs(6)).unwrap();
+        assert_eq!(c.poll_event(), Some(Event::LinkBack));
+    }
+
+    #[test]
+    fn pings_follow_the_interval() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        drain(&mut c);
+        c.handle_timeout(t + Duration::from_millis(100));
+        assert!(drain(&mut c).is_empty());
+        c.handle_timeout(t + Timing::QUIC.ping_interval);
+        assert!(matches!(drain(&mut c)[..], [Up::Ping { .. }]));
+    }
+
+    #[test]
+    fn snapshot_pieces_are_written_whole_and_move_the_offset() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.on_frame(Down::Snapshot { offset: 500, data: b"scr".to_vec(), last: false }, t).unwrap();
+        assert!(writes(&mut c).is_empty());
+        c.on_frame(Down::Snapshot { offset: 500, data: b"een".to_vec(), last: true }, t).unwrap();
+        assert_eq!(writes(&mut c), b"screen");
+        assert_eq!(c.offset(), 500);
+        assert!(drain(&mut c).contains(&Up::Ack { offset: 500 }));
+    }
+}
