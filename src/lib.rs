@@ -5,5 +5,12 @@
 //! back with sequence numbers. See README.md, section "Architecture".
 
 pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
 pub mod doctor;
+pub mod logging;
+pub mod paths;
 pub mod proto;
+pub mod server;
+pub mod transport;

@@ -1,17 +1,26 @@
 use clap::Parser;
 
+use abide::cli::{Cli, Command};
+
 fn main() {
-    let cli = abide::cli::Cli::parse();
-    let result = match cli.command {
-        Some(abide::cli::Command::Explain(a)) => abide::doctor::run_explain(a),
-        Some(abide::cli::Command::Doctor(a)) => abide::doctor::run_doctor(a),
-        None => Ok(0),
-    };
-    match result {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("abide: {e:#}");
-            std::process::exit(1);
+    let cli = Cli::parse();
+    // The daemon must fork before any thread exists.
+    if let Some(Command::Server(s)) = &cli.command {
+        if s.daemon && !s.foreground {
+            if let Err(e) = abide::server::launch::detach_from_terminal() {
+                eprintln!("abide: {e:#}");
+                std::process::exit(1);
+            }
         }
     }
+    abide::logging::init(matches!(&cli.command, Some(Command::Server(s)) if s.daemon));
+    let code = match abide::commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            abide::client::tty::restore_if_raw();
+            eprintln!("abide: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
 }

@@ -34,7 +34,12 @@ pub struct Hello {
 
 impl Hello {
     pub fn new(request: Request) -> Self {
-        Hello { magic: MAGIC, version: PROTOCOL_VERSION, auth: None, request }
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            auth: None,
+            request,
+        }
     }
 }
 
@@ -129,16 +134,23 @@ pub enum Up {
         data: Vec<u8>,
     },
     /// Output up to `offset` is on the client's terminal.
-    Ack { offset: u64 },
+    Ack {
+        offset: u64,
+    },
     Resize(WinSize),
-    Ping { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
     Detach,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Down {
     /// Must stay variant 0: a peer of another version can still read it.
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
     Sessions(Vec<SessionInfo>),
     Done,
     Granted(Grant),
@@ -158,10 +170,16 @@ pub enum Down {
         last: bool,
     },
     /// Input up to and including `seq` has been written to the program.
-    InputAck { seq: u64 },
-    Pong { nonce: u64 },
+    InputAck {
+        seq: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     /// The program exited; all its output has been sent before this frame.
-    Exited { code: i32 },
+    Exited {
+        code: i32,
+    },
     /// The server ended this channel because the client detached (or another
     /// channel of the same client took over).
     Detached,
@@ -239,7 +257,10 @@ pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
     let (msg, rest) =
         postcard::take_from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(FrameError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(msg)
 }
@@ -267,9 +288,15 @@ mod tests {
     #[test]
     fn round_trip_every_up_frame() {
         let frames = vec![
-            Up::Input { seq: 7, data: b"ls\r".to_vec() },
+            Up::Input {
+                seq: 7,
+                data: b"ls\r".to_vec(),
+            },
             Up::Ack { offset: u64::MAX },
-            Up::Resize(WinSize { rows: 50, cols: 132 }),
+            Up::Resize(WinSize {
+                rows: 50,
+                cols: 132,
+            }),
             Up::Ping { nonce: 3 },
             Up::Detach,
         ];
@@ -283,17 +310,26 @@ mod tests {
         let hello = Hello::new(Request::Attach(AttachRequest {
             target: Target::Existing(Some("work".into())),
             client_id: 42,
-            resume: Some(ResumePoint { session_id: 9, offset: 1 << 40 }),
+            resume: Some(ResumePoint {
+                session_id: 9,
+                offset: 1 << 40,
+            }),
             size: WinSize::default(),
         }));
         assert_eq!(decode_hello(&encode(&hello)).unwrap(), hello);
-        let out = Down::Output { offset: 5, data: vec![0, 1, 2, 255] };
+        let out = Down::Output {
+            offset: 5,
+            data: vec![0, 1, 2, 255],
+        };
         assert_eq!(decode::<Down>(&encode(&out)).unwrap(), out);
     }
 
     #[test]
     fn error_is_variant_zero_for_old_peers() {
-        let e = encode(&Down::Error { kind: ErrorKind::Internal, message: "x".into() });
+        let e = encode(&Down::Error {
+            kind: ErrorKind::Internal,
+            message: "x".into(),
+        });
         assert_eq!(e[0], 0);
     }
 
@@ -303,7 +339,9 @@ mod tests {
         hello.version = PROTOCOL_VERSION + 1;
         assert_eq!(
             decode_hello(&encode(&hello)),
-            Err(FrameError::VersionMismatch { peer: PROTOCOL_VERSION + 1 })
+            Err(FrameError::VersionMismatch {
+                peer: PROTOCOL_VERSION + 1
+            })
         );
         hello.magic = 0x1234;
         assert_eq!(decode_hello(&encode(&hello)), Err(FrameError::BadMagic));
@@ -311,11 +349,20 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for body in [&[][..], &[0xff; 9][..], &[40][..], &[3, 1, 0][..], &[4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..]] {
+        for body in [
+            &[][..],
+            &[0xff; 9][..],
+            &[40][..],
+            &[3, 1, 0][..],
+            &[4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        ] {
             assert!(decode::<Up>(body).is_err());
             assert!(decode::<Down>(body).is_err());
             assert!(decode_hello(body).is_err());
         }
-        assert_eq!(decode::<Up>(&vec![0; MAX_FRAME_LEN + 1]), Err(FrameError::TooLarge(MAX_FRAME_LEN + 1)));
+        assert_eq!(
+            decode::<Up>(&vec![0; MAX_FRAME_LEN + 1]),
+            Err(FrameError::TooLarge(MAX_FRAME_LEN + 1))
+        );
     }
 }

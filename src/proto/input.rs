@@ -18,7 +18,11 @@ pub struct InputQueue {
 
 impl InputQueue {
     pub fn new() -> Self {
-        InputQueue { pending: VecDeque::new(), next_seq: 1, pending_bytes: 0 }
+        InputQueue {
+            pending: VecDeque::new(),
+            next_seq: 1,
+            pending_bytes: 0,
+        }
     }
 
     /// Queues `data` (split into chunks of at most `max_chunk`) and returns the
@@ -84,7 +88,12 @@ impl InputDedup {
         }
         entry.0 = seq;
         if self.applied.len() > MAX_CLIENTS {
-            if let Some(oldest) = self.applied.iter().min_by_key(|(_, v)| v.1).map(|(k, _)| *k) {
+            if let Some(oldest) = self
+                .applied
+                .iter()
+                .min_by_key(|(_, v)| v.1)
+                .map(|(k, _)| *k)
+            {
                 self.applied.remove(&oldest);
             }
         }

@@ -31,7 +31,11 @@ pub enum Read<'a> {
 impl OutLog {
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "output log capacity must be positive");
-        OutLog { buf: VecDeque::new(), start: 0, capacity }
+        OutLog {
+            buf: VecDeque::new(),
+            start: 0,
+            capacity,
+        }
     }
 
     /// Offset one past the newest byte.

@@ -25,15 +25,21 @@ pub struct Timing {
 impl Timing {
     /// QUIC: frequent small pings keep a NAT mapping fresh and notice a dead
     /// path within a second, which is what makes fast recovery possible.
-    pub const QUIC: Timing =
-        Timing { ping_interval: Duration::from_millis(250), silence_limit: Duration::from_millis(1000) };
+    pub const QUIC: Timing = Timing {
+        ping_interval: Duration::from_millis(250),
+        silence_limit: Duration::from_millis(1000),
+    };
     /// Over ssh every ping costs a TCP segment and an ssh MAC; a dead link is
     /// found after 3 s (issue 5), long before TCP's own timers would.
-    pub const SSH: Timing =
-        Timing { ping_interval: Duration::from_millis(1000), silence_limit: Duration::from_millis(3000) };
+    pub const SSH: Timing = Timing {
+        ping_interval: Duration::from_millis(1000),
+        silence_limit: Duration::from_millis(3000),
+    };
     /// The local socket only dies with the daemon; pings just prove it answers.
-    pub const LOCAL: Timing =
-        Timing { ping_interval: Duration::from_millis(2000), silence_limit: Duration::from_millis(6000) };
+    pub const LOCAL: Timing = Timing {
+        ping_interval: Duration::from_millis(2000),
+        silence_limit: Duration::from_millis(6000),
+    };
 }
 
 /// The largest snapshot accepted; a bigger one is a misbehaving server.
@@ -43,14 +49,22 @@ const MAX_SNAPSHOT: usize = 64 * 1024 * 1024;
 pub enum Event {
     /// Bytes for the terminal, in order.
     Write(Vec<u8>),
-    Attached { name: String, session_id: u64 },
+    Attached {
+        name: String,
+        session_id: u64,
+    },
     /// Nothing heard for `Timing::silence_limit`: show the banner, find a new link.
     LinkLost,
     /// A frame arrived after `LinkLost`: hide the banner.
     LinkBack,
-    Exited { code: i32 },
+    Exited {
+        code: i32,
+    },
     Detached,
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -88,7 +102,13 @@ pub struct ClientCore {
 }
 
 impl ClientCore {
-    pub fn new(client_id: u64, target: Target, size: WinSize, timing: Timing, now: Instant) -> Self {
+    pub fn new(
+        client_id: u64,
+        target: Target,
+        size: WinSize,
+        timing: Timing,
+        now: Instant,
+    ) -> Self {
         ClientCore {
             client_id,
             target,
@@ -145,18 +165,44 @@ impl ClientCore {
         self.size_sent = false;
         self.last_ping = now;
         for (seq, data) in self.input.unacked() {
-            self.outbox.push_back(Up::Input { seq: *seq, data: data.clone() });
+            self.outbox.push_back(Up::Input {
+                seq: *seq,
+                data: data.clone(),
+            });
         }
         let (target, resume) = match &self.session {
-            Some((id, _)) => (Target::Id(*id), Some(ResumePoint { session_id: *id, offset: self.offset })),
+            Some((id, _)) => (
+                Target::Id(*id),
+                Some(ResumePoint {
+                    session_id: *id,
+                    offset: self.offset,
+                }),
+            ),
             None => (self.target.clone(), None),
         };
-        Hello::new(Request::Attach(AttachRequest { target, client_id: self.client_id, resume, size: self.size }))
+        Hello::new(Request::Attach(AttachRequest {
+            target,
+            client_id: self.client_id,
+            resume,
+            size: self.size,
+        }))
     }
 
     /// A link was just made: count it as contact (the handshake was an answer).
     pub fn link_up(&mut self, now: Instant) {
         self.heard(now);
+    }
+
+    /// The current link failed outright (closed, reset, write stuck): count
+    /// it as lost now rather than waiting for the silence limit.
+    pub fn link_down(&mut self, now: Instant) {
+        let _ = now;
+        self.outbox.clear();
+        self.attached = false;
+        if !self.lost && !self.finished {
+            self.lost = true;
+            self.events.push_back(Event::LinkLost);
+        }
     }
 
     pub fn user_input(&mut self, data: &[u8]) {
@@ -188,7 +234,10 @@ impl ClientCore {
                 }
                 self.session = Some((a.session_id, a.name.clone()));
                 self.input.ack(a.input_acked);
-                self.events.push_back(Event::Attached { name: a.name, session_id: a.session_id });
+                self.events.push_back(Event::Attached {
+                    name: a.name,
+                    session_id: a.session_id,
+                });
             }
             Down::Output { offset, data } => {
                 if !self.attached {
@@ -196,7 +245,10 @@ impl ClientCore {
                 }
                 let end = offset + data.len() as u64;
                 if offset > self.offset {
-                    return Err(ProtocolError::Gap { expected: self.offset, got: offset });
+                    return Err(ProtocolError::Gap {
+                        expected: self.offset,
+                        got: offset,
+                    });
                 }
                 if end > self.offset {
                     let fresh = data[(self.offset - offset) as usize..].to_vec();
@@ -215,7 +267,8 @@ impl ClientCore {
                 self.snapshot.extend_from_slice(&data);
                 if last {
                     self.offset = offset;
-                    self.events.push_back(Event::Write(std::mem::take(&mut self.snapshot)));
+                    self.events
+                        .push_back(Event::Write(std::mem::take(&mut self.snapshot)));
                 }
             }
             Down::InputAck { seq } => self.input.ack(seq),
@@ -233,7 +286,9 @@ impl ClientCore {
                 self.events.push_back(Event::Error { kind, message });
             }
             Down::Sessions(_) | Down::Done | Down::Granted(_) => {
-                return Err(ProtocolError::Unexpected("control reply on a session channel"));
+                return Err(ProtocolError::Unexpected(
+                    "control reply on a session channel",
+                ));
             }
         }
         Ok(())
@@ -285,7 +340,9 @@ impl ClientCore {
         }
         if self.attached && self.offset > self.acked {
             self.acked = self.offset;
-            return Some(Up::Ack { offset: self.offset });
+            return Some(Up::Ack {
+                offset: self.offset,
+            });
         }
         None
     }
@@ -301,11 +358,22 @@ mod tests {
     use crate::proto::frame::Attached;
 
     fn core(now: Instant) -> ClientCore {
-        ClientCore::new(1, Target::Existing(None), WinSize::default(), Timing::QUIC, now)
+        ClientCore::new(
+            1,
+            Target::Existing(None),
+            WinSize::default(),
+            Timing::QUIC,
+            now,
+        )
     }
 
     fn attached(id: u64, start: u64, input_acked: u64) -> Down {
-        Down::Attached(Attached { session_id: id, name: "s".into(), input_acked, start_offset: start })
+        Down::Attached(Attached {
+            session_id: id,
+            name: "s".into(),
+            input_acked,
+            start_offset: start,
+        })
     }
 
     fn writes(c: &mut ClientCore) -> Vec<u8> {
@@ -328,21 +396,48 @@ mod tests {
         let mut c = core(t);
         c.hello(t);
         c.on_frame(attached(9, 0, 0), t).unwrap();
-        c.on_frame(Down::Output { offset: 0, data: b"abc".to_vec() }, t).unwrap();
+        c.on_frame(
+            Down::Output {
+                offset: 0,
+                data: b"abc".to_vec(),
+            },
+            t,
+        )
+        .unwrap();
         assert_eq!(writes(&mut c), b"abc");
         // New link: the hello names the session and the offset.
         let h = c.hello(t);
         match h.request {
             Request::Attach(a) => {
                 assert_eq!(a.target, Target::Id(9));
-                assert_eq!(a.resume, Some(ResumePoint { session_id: 9, offset: 3 }));
+                assert_eq!(
+                    a.resume,
+                    Some(ResumePoint {
+                        session_id: 9,
+                        offset: 3
+                    })
+                );
             }
             _ => panic!("not an attach"),
         }
         c.on_frame(attached(9, 3, 0), t).unwrap();
         // The server may overlap; only the new tail is written.
-        c.on_frame(Down::Output { offset: 1, data: b"bcdef".to_vec() }, t).unwrap();
-        c.on_frame(Down::Output { offset: 0, data: b"abc".to_vec() }, t).unwrap();
+        c.on_frame(
+            Down::Output {
+                offset: 1,
+                data: b"bcdef".to_vec(),
+            },
+            t,
+        )
+        .unwrap();
+        c.on_frame(
+            Down::Output {
+                offset: 0,
+                data: b"abc".to_vec(),
+            },
+            t,
+        )
+        .unwrap();
         assert_eq!(writes(&mut c), b"def");
         assert_eq!(c.offset(), 6);
     }
@@ -353,8 +448,20 @@ mod tests {
         let mut c = core(t);
         c.hello(t);
         c.on_frame(attached(9, 10, 0), t).unwrap();
-        let e = c.on_frame(Down::Output { offset: 12, data: b"x".to_vec() }, t);
-        assert_eq!(e, Err(ProtocolError::Gap { expected: 10, got: 12 }));
+        let e = c.on_frame(
+            Down::Output {
+                offset: 12,
+                data: b"x".to_vec(),
+            },
+            t,
+        );
+        assert_eq!(
+            e,
+            Err(ProtocolError::Gap {
+                expected: 10,
+                got: 12
+            })
+        );
     }
 
     #[test]
@@ -365,18 +472,45 @@ mod tests {
         c.on_frame(attached(9, 0, 0), t).unwrap();
         c.user_input(b"ls\r");
         let first = drain(&mut c);
-        assert!(first.contains(&Up::Input { seq: 1, data: b"ls\r".to_vec() }));
+        assert!(first.contains(&Up::Input {
+            seq: 1,
+            data: b"ls\r".to_vec()
+        }));
         c.user_input(b"pwd\r");
         c.hello(t);
         let again = drain(&mut c);
-        assert_eq!(again[0], Up::Input { seq: 1, data: b"ls\r".to_vec() });
-        assert_eq!(again[1], Up::Input { seq: 2, data: b"pwd\r".to_vec() });
+        assert_eq!(
+            again[0],
+            Up::Input {
+                seq: 1,
+                data: b"ls\r".to_vec()
+            }
+        );
+        assert_eq!(
+            again[1],
+            Up::Input {
+                seq: 2,
+                data: b"pwd\r".to_vec()
+            }
+        );
         // The server says it already had seq 1.
         c.on_frame(attached(9, 0, 1), t).unwrap();
         c.hello(t);
         let third = drain(&mut c);
-        assert_eq!(third[0], Up::Input { seq: 2, data: b"pwd\r".to_vec() });
-        assert_eq!(third.iter().filter(|f| matches!(f, Up::Input { .. })).count(), 1);
+        assert_eq!(
+            third[0],
+            Up::Input {
+                seq: 2,
+                data: b"pwd\r".to_vec()
+            }
+        );
+        assert_eq!(
+            third
+                .iter()
+                .filter(|f| matches!(f, Up::Input { .. }))
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -392,7 +526,8 @@ mod tests {
         c.handle_timeout(later + Duration::from_secs(5));
         let lost: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
         assert_eq!(lost, vec![Event::LinkLost]);
-        c.on_frame(Down::Pong { nonce: 1 }, later + Duration::from_secs(6)).unwrap();
+        c.on_frame(Down::Pong { nonce: 1 }, later + Duration::from_secs(6))
+            .unwrap();
         assert_eq!(c.poll_event(), Some(Event::LinkBack));
     }
 
@@ -414,9 +549,25 @@ mod tests {
         let mut c = core(t);
         c.hello(t);
         c.on_frame(attached(9, 0, 0), t).unwrap();
-        c.on_frame(Down::Snapshot { offset: 500, data: b"scr".to_vec(), last: false }, t).unwrap();
+        c.on_frame(
+            Down::Snapshot {
+                offset: 500,
+                data: b"scr".to_vec(),
+                last: false,
+            },
+            t,
+        )
+        .unwrap();
         assert!(writes(&mut c).is_empty());
-        c.on_frame(Down::Snapshot { offset: 500, data: b"een".to_vec(), last: true }, t).unwrap();
+        c.on_frame(
+            Down::Snapshot {
+                offset: 500,
+                data: b"een".to_vec(),
+                last: true,
+            },
+            t,
+        )
+        .unwrap();
         assert_eq!(writes(&mut c), b"screen");
         assert_eq!(c.offset(), 500);
         assert!(drain(&mut c).contains(&Up::Ack { offset: 500 }));

@@ -1,0 +1,320 @@
+//! The attach driver: moves bytes between the terminal, the resume state
+//! machine and whatever link is current, and finds a new link when the old one
+//! goes quiet. All protocol decisions live in `proto::resume`; this file only
+//! does I/O and time.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::client::banner::Screen;
+use crate::client::connector::{Connector, LinkFuture};
+use crate::client::escape::{Action, EscapeReader};
+use crate::client::tty;
+use crate::proto::frame::{Down, Target};
+use crate::proto::resume::{ClientCore, Event};
+use crate::transport::framed::Link;
+
+/// A frame write that takes longer than this means the link is stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub enum Outcome {
+    Detached { name: String },
+    Exited { name: String, code: i32 },
+    Quit { name: String },
+}
+
+impl Outcome {
+    /// Prints what happened (on the restored terminal) and returns the exit code.
+    pub fn report(&self) -> i32 {
+        match self {
+            Outcome::Detached { name } => {
+                eprintln!("[detached from session '{name}']");
+                0
+            }
+            Outcome::Exited { name, code } => {
+                eprintln!("[session '{name}' exited with status {code}]");
+                *code
+            }
+            Outcome::Quit { name } => {
+                eprintln!("[abide quit; session '{name}' keeps running: abide attach {name}]");
+                0
+            }
+        }
+    }
+}
+
+/// Makes the first link and attaches, so that errors such as "no session
+/// named x" are reported before the terminal goes raw.
+async fn first_attach(connector: &dyn Connector, core: &mut ClientCore) -> Result<Link> {
+    let mut link = connector.connect().await?;
+    let now = Instant::now();
+    send_hello(&mut link, core, now).await?;
+    let frame = tokio::time::timeout(Duration::from_secs(10), link.rx.next::<Down>())
+        .await
+        .context("the server did not answer the attach within 10 s")??
+        .context("the server closed the connection before attaching")?;
+    if let Down::Error { message, .. } = &frame {
+        bail!("{message}");
+    }
+    core.on_frame(frame, Instant::now())?;
+    Ok(link)
+}
+
+async fn send_hello(link: &mut Link, core: &mut ClientCore, now: Instant) -> Result<()> {
+    let mut hello = core.hello(now);
+    hello.auth = link.auth.clone();
+    core.link_up(now);
+    link.tx.feed(&hello).await?;
+    flush(link, core).await
+}
+
+async fn flush(link: &mut Link, core: &mut ClientCore) -> Result<()> {
+    let fut = async {
+        while let Some(f) = core.poll_transmit() {
+            link.tx.feed(&f).await?;
+        }
+        link.tx.flush().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, fut)
+        .await
+        .context("the link stopped accepting data")?
+}
+
+/// Reads the terminal on a plain thread: a blocking read that nothing needs to cancel.
+fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn write_terminal(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).context("writing to the terminal")?;
+    out.flush().context("writing to the terminal")
+}
+
+/// Attaches this terminal to a session and runs until detach, exit or quit.
+pub async fn run(connector: Arc<dyn Connector>, target: Target) -> Result<Outcome> {
+    if !tty::is_tty() {
+        bail!("not a terminal: attach needs a TTY (use 'abide new -d' to start a session without one)");
+    }
+    let size = tty::size();
+    let client_id = crate::server::daemon::rand_u64();
+    let mut core = ClientCore::new(client_id, target, size, connector.timing(), Instant::now());
+    let link = first_attach(connector.as_ref(), &mut core).await?;
+    let _raw = tty::RawMode::enter()?;
+    drive(connector, core, link, size).await
+}
+
+async fn drive(
+    connector: Arc<dyn Connector>,
+    mut core: ClientCore,
+    first: Link,
+    size: crate::proto::frame::WinSize,
+) -> Result<Outcome> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut winch = signal(SignalKind::window_change())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut stdin = spawn_stdin_reader();
+    let mut escape = EscapeReader::default();
+    let mut screen = Screen::new(size);
+    let mut link: Option<Link> = Some(first);
+    let mut attempts: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
+    let mut attempt_count = 0u32;
+    let mut next_attempt = Instant::now();
+    let mut lost_since: Option<Instant> = None;
+    let mut banner_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_error: Option<String> = None;
+    let mut notice_until: Option<Instant> = None;
+    let mut out = Vec::with_capacity(64 * 1024);
+
+    // Events from the first attach (Attached) are already queued.
+    loop {
+        // Apply everything the core wants to tell the terminal.
+        while let Some(ev) = core.poll_event() {
+            match ev {
+                Event::Write(bytes) => screen.output(&mut out, &bytes),
+                Event::Attached { .. } => {}
+                Event::LinkLost => {
+                    lost_since.get_or_insert_with(Instant::now);
+                }
+                Event::LinkBack => {
+                    lost_since = None;
+                    attempts.clear();
+                    attempt_count = 0;
+                    screen.hide(&mut out);
+                }
+                Event::Exited { code } => {
+                    write_terminal(&out)?;
+                    return Ok(Outcome::Exited {
+                        name: session_name(&core),
+                        code,
+                    });
+                }
+                Event::Detached => {
+                    write_terminal(&out)?;
+                    return Ok(Outcome::Detached {
+                        name: session_name(&core),
+                    });
+                }
+                Event::Error { message, .. } => {
+                    write_terminal(&out)?;
+                    bail!("{message}");
+                }
+            }
+        }
+        if let Some(since) = lost_since {
+            let secs = since.elapsed().as_secs() + core.silence(Instant::now()).as_secs().min(1);
+            let mut text =
+                format!("abide: no contact for {secs} s, reconnecting \u{2014} Ctrl-^ . quits");
+            if let Some(e) = &last_error {
+                text.push_str(&format!(" ({e})"));
+            }
+            screen.show(&mut out, &text);
+        } else if notice_until.is_some_and(|t| Instant::now() > t) {
+            notice_until = None;
+            screen.hide(&mut out);
+        }
+        if !out.is_empty() {
+            write_terminal(&out)?;
+            out.clear();
+        }
+        if let Some(l) = link.as_mut() {
+            if flush(l, &mut core).await.is_err() {
+                link = None;
+                core.link_down(Instant::now());
+                continue;
+            }
+        }
+        if let (Some(since), Some(limit)) = (lost_since, connector.give_up_after()) {
+            if since.elapsed() > limit {
+                bail!("lost the connection to the session and could not get it back");
+            }
+        }
+        // Start another attempt at a new link while the current one is quiet.
+        let want_attempt = lost_since.is_some() && attempts.len() < connector.max_parallel();
+        let attempt_at = if want_attempt {
+            Some(next_attempt)
+        } else {
+            None
+        };
+
+        tokio::select! {
+            biased;
+            Some(data) = stdin.recv() => {
+                for action in escape.feed(&data) {
+                    match action {
+                        Action::Send(bytes) => core.user_input(&bytes),
+                        Action::Detach => {
+                            if link.is_some() && lost_since.is_none() {
+                                core.detach();
+                            } else {
+                                return Ok(Outcome::Quit { name: session_name(&core) });
+                            }
+                        }
+                        Action::Quit => return Ok(Outcome::Quit { name: session_name(&core) }),
+                    }
+                }
+            }
+            frame = async { link.as_mut().unwrap().rx.next_raw().await }, if link.is_some() => {
+                match frame {
+                    Ok(Some(body)) => {
+                        let now = Instant::now();
+                        match crate::proto::frame::decode::<Down>(&body) {
+                            Ok(f) => {
+                                if let Err(e) = core.on_frame(f, now) {
+                                    tracing::warn!("protocol error, reconnecting: {e}");
+                                    link = None;
+                                    core.link_down(now);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!("bad frame, reconnecting: {e}");
+                                link = None;
+                                core.link_down(now);
+                            }
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        link = None;
+                        core.link_down(Instant::now());
+                    }
+                }
+            }
+            Some(result) = attempts.next(), if !attempts.is_empty() => {
+                match result {
+                    Ok(mut new_link) => {
+                        let now = Instant::now();
+                        attempts.clear();
+                        match send_hello(&mut new_link, &mut core, now).await {
+                            Ok(()) => {
+                                last_error = None;
+                                if let Some(n) = connector.notice() {
+                                    screen.hide(&mut out);
+                                    screen.show(&mut out, &n);
+                                    notice_until = Some(Instant::now() + Duration::from_secs(4));
+                                }
+                                link = Some(new_link);
+                            }
+                            Err(e) => last_error = Some(short(&e)),
+                        }
+                    }
+                    Err(e) => last_error = Some(short(&e)),
+                }
+            }
+            _ = async { tokio::time::sleep_until(attempt_at.unwrap().into()).await }, if attempt_at.is_some() => {
+                attempts.push(connector.connect());
+                attempt_count += 1;
+                next_attempt = Instant::now() + connector.retry_interval(attempt_count);
+            }
+            _ = tokio::time::sleep_until(core.poll_timeout().into()) => {
+                core.handle_timeout(Instant::now());
+                if core.is_lost() && lost_since.is_none() {
+                    lost_since = Some(Instant::now());
+                }
+            }
+            _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
+            _ = winch.recv() => {
+                let size = tty::size();
+                screen.resize(size);
+                core.resize(size);
+            }
+            _ = term.recv() => bail!("terminated by SIGTERM"),
+            _ = hup.recv() => bail!("terminal hung up (SIGHUP)"),
+            _ = quit.recv() => bail!("quit by SIGQUIT"),
+        }
+        if lost_since.is_some() && attempts.is_empty() && attempt_count == 0 {
+            next_attempt = Instant::now();
+        }
+    }
+}
+
+fn session_name(core: &ClientCore) -> String {
+    core.session().map(|s| s.1.clone()).unwrap_or_default()
+}
+
+fn short(e: &anyhow::Error) -> String {
+    let s = format!("{e:#}");
+    s.chars().take(60).collect()
+}

@@ -1,0 +1,58 @@
+//! How a client gets a new link to its session, and how hard it tries.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::proto::resume::Timing;
+use crate::transport::framed::Link;
+
+pub type LinkFuture = Pin<Box<dyn Future<Output = Result<Link>> + Send>>;
+
+pub trait Connector: Send + Sync {
+    /// Starts one attempt at a new link.
+    fn connect(&self) -> LinkFuture;
+    /// Liveness timing for links from this connector.
+    fn timing(&self) -> Timing;
+    /// While the link is lost: how long after one attempt the next starts
+    /// (attempts overlap; the first to finish wins).
+    fn retry_interval(&self, attempts_so_far: u32) -> Duration;
+    /// Attempts that may run at once.
+    fn max_parallel(&self) -> usize {
+        4
+    }
+    /// Stop trying after this long without a link (`None`: keep trying until
+    /// the user quits, as a network client must).
+    fn give_up_after(&self) -> Option<Duration>;
+    /// A transport change the user should hear about once ("now over ssh").
+    fn notice(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The local daemon's socket. It only goes away with the daemon.
+pub struct Local {
+    pub socket: PathBuf,
+}
+
+impl Connector for Local {
+    fn connect(&self) -> LinkFuture {
+        let socket = self.socket.clone();
+        Box::pin(async move { Ok(crate::transport::unix::connect(&socket).await?) })
+    }
+    fn timing(&self) -> Timing {
+        Timing::LOCAL
+    }
+    fn retry_interval(&self, _: u32) -> Duration {
+        Duration::from_millis(200)
+    }
+    fn max_parallel(&self) -> usize {
+        1
+    }
+    fn give_up_after(&self) -> Option<Duration> {
+        Some(Duration::from_secs(3))
+    }
+}

@@ -1,0 +1,8 @@
+//! The client: raw terminal, escape keys, the status banner, and the driver
+//! that keeps one session shown across any number of links.
+
+pub mod attach;
+pub mod banner;
+pub mod connector;
+pub mod escape;
+pub mod tty;

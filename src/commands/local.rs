@@ -1,0 +1,205 @@
+//! Local sessions: new, attach, ls, kill, kill-server.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{AttachArgs, KillArgs, LsArgs, NewArgs};
+use crate::client::{attach, connector, tty};
+use crate::paths;
+use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionInfo, Target, Up};
+use crate::server::launch;
+use crate::transport::unix;
+
+/// Environment a new session takes from the client that creates it.
+pub fn client_env() -> Vec<(String, String)> {
+    const KEEP: &[&str] = &[
+        "TERM",
+        "COLORTERM",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TERM_PROGRAM",
+    ];
+    let mut env: Vec<(String, String)> = KEEP
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    if !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm-256color".into()));
+    }
+    env
+}
+
+fn new_session(name: Option<String>, command: Vec<String>) -> NewSession {
+    let cwd = std::env::current_dir()
+        .ok()
+        .map(|d| d.to_string_lossy().into_owned());
+    NewSession {
+        name,
+        command,
+        env: client_env(),
+        cwd,
+    }
+}
+
+async fn attach_local(target: Target) -> Result<i32> {
+    let rt = paths::runtime_dir()?;
+    if matches!(target, Target::Create(_)) {
+        // Make sure a daemon runs; `attach::run` then connects through the connector.
+        drop(launch::connect_or_start(&rt).await?);
+    } else if launch::connect_existing(&rt).await?.is_none() {
+        bail!("no sessions (the abide daemon is not running)");
+    }
+    let conn = Arc::new(connector::Local {
+        socket: paths::socket_path(&rt),
+    });
+    let outcome = attach::run(conn, target).await?;
+    Ok(outcome.report())
+}
+
+pub async fn new(args: NewArgs) -> Result<i32> {
+    if let Some(n) = &args.name {
+        crate::server::daemon::validate_name(n).map_err(anyhow::Error::msg)?;
+    }
+    let spec = new_session(args.name, args.command);
+    if !args.detached {
+        return attach_local(Target::Create(spec)).await;
+    }
+    // Detached: create through a short attach, then detach at once.
+    let rt = paths::runtime_dir()?;
+    let mut link = launch::connect_or_start(&rt).await?;
+    let req = AttachRequest {
+        target: Target::Create(spec),
+        client_id: crate::server::daemon::rand_u64(),
+        resume: None,
+        size: if tty::is_tty() {
+            tty::size()
+        } else {
+            Default::default()
+        },
+    };
+    match unix::request(&mut link, Request::Attach(req)).await? {
+        Down::Attached(a) => {
+            link.tx.send(&Up::Detach).await?;
+            eprintln!("abide: started session '{}'", a.name);
+            Ok(0)
+        }
+        Down::Error { message, .. } => bail!("{message}"),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+pub async fn attach(args: AttachArgs) -> Result<i32> {
+    attach_local(Target::Existing(args.target)).await
+}
+
+async fn control(req: Request) -> Result<Option<Down>> {
+    let rt = paths::runtime_dir()?;
+    let Some(mut link) = launch::connect_existing(&rt).await? else {
+        return Ok(None);
+    };
+    Ok(Some(unix::request(&mut link, req).await?))
+}
+
+pub async fn list_local() -> Result<Vec<SessionInfo>> {
+    match control(Request::List).await? {
+        None => Ok(Vec::new()),
+        Some(Down::Sessions(s)) => Ok(s),
+        Some(Down::Error { message, .. }) => bail!("{message}"),
+        Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+pub async fn ls(args: LsArgs) -> Result<i32> {
+    if args.host.is_some() {
+        bail!("remote ls is being built");
+    }
+    let sessions = list_local().await?;
+    print_sessions(&sessions, args.json)?;
+    Ok(0)
+}
+
+pub fn print_sessions(sessions: &[SessionInfo], json: bool) -> Result<()> {
+    if json {
+        let v: Vec<serde_json::Value> = sessions
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name, "id": s.id.to_string(), "command": s.command, "pid": s.pid,
+                    "created": s.created, "last_output": s.last_output, "clients": s.clients,
+                    "rows": s.size.rows, "cols": s.size.cols, "output_bytes": s.output_bytes,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if sessions.is_empty() {
+        println!("no sessions");
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!(
+        "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}",
+        "NAME", "COMMAND", "PID", "CREATED", "LAST OUTPUT", "CLIENTS", "SIZE"
+    );
+    for s in sessions {
+        let cmd: String = s.command.join(" ").chars().take(24).collect();
+        let last = s
+            .last_output
+            .map(|t| ago(now, t))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}",
+            s.name,
+            cmd,
+            s.pid,
+            ago(now, s.created),
+            last,
+            s.clients,
+            format!("{}x{}", s.size.cols, s.size.rows)
+        );
+    }
+    Ok(())
+}
+
+fn ago(now: u64, then: u64) -> String {
+    let d = now.saturating_sub(then);
+    match d {
+        0..=59 => format!("{d}s ago"),
+        60..=3599 => format!("{}m ago", d / 60),
+        3600..=86399 => format!("{}h ago", d / 3600),
+        _ => format!("{}d ago", d / 86400),
+    }
+}
+
+pub async fn kill(args: KillArgs) -> Result<i32> {
+    match control(Request::Kill {
+        name: args.target.clone(),
+    })
+    .await?
+    {
+        None => bail!(
+            "no session named '{}' (the abide daemon is not running)",
+            args.target
+        ),
+        Some(Down::Done) => Ok(0),
+        Some(Down::Error { message, .. }) => bail!("{message}"),
+        Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+pub async fn kill_server() -> Result<i32> {
+    match control(Request::KillServer).await? {
+        None => {
+            eprintln!("abide: no daemon running");
+            Ok(0)
+        }
+        Some(Down::Done) => Ok(0),
+        Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}

@@ -1,0 +1,44 @@
+//! What each subcommand does, on top of the library pieces.
+
+mod local;
+mod server;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        // Synchronous commands that need no runtime.
+        Some(Command::Explain(a)) => crate::doctor::run_explain(a),
+        Some(Command::Doctor(a)) => crate::doctor::run_doctor(a),
+        Some(Command::Server(a)) if a.daemon => server::daemon(),
+        cmd => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(async move {
+                match cmd {
+                    Some(Command::New(a)) => local::new(a).await,
+                    Some(Command::Attach(a)) => local::attach(a).await,
+                    Some(Command::Ls(a)) => local::ls(a).await,
+                    Some(Command::Kill(a)) => local::kill(a).await,
+                    Some(Command::KillServer) => local::kill_server().await,
+                    Some(Command::Server(a)) => server::run(a).await,
+                    Some(Command::Demo(_)) => anyhow::bail!("demo is being built"),
+                    None => match cli.connect.destination {
+                        Some(_) => anyhow::bail!("remote sessions are being built"),
+                        None => {
+                            use clap::CommandFactory;
+                            Cli::command().print_help()?;
+                            Ok(2)
+                        }
+                    },
+                    Some(Command::Explain(_)) | Some(Command::Doctor(_)) => unreachable!(),
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! One client channel on the daemon, whatever carries it: read the `Hello`,
+//! check it, answer a control request or run an attached session.
+//!
+//! Attached, two halves run at once: the reader applies input, acks and
+//! resizes; the writer pulls output from the session's log at this client's
+//! offset, at most `WINDOW` bytes ahead of what the client acknowledged, and
+//! falls back to a snapshot when the offset has left the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use tokio::sync::{mpsc, watch};
+
+use crate::proto::frame::{
+    self, AttachRequest, Attached, Down, ErrorKind, FrameError, Request, Target, Up, MAX_CHUNK,
+};
+use crate::server::daemon::Daemon;
+use crate::server::session::{ReadGap, Session};
+use crate::transport::framed::{FrameReader, FrameWriter};
+
+/// Output sent but not yet acknowledged, at most. Bounds what a dead link
+/// swallows and what a slow client makes the daemon buffer.
+pub const WINDOW: u64 = 1024 * 1024;
+
+/// A client gets this long to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub enum Peer {
+    /// The Unix socket: only this user can reach it (directory 0700).
+    Local,
+    /// A QUIC connection: must prove a grant's secret over this exporter value.
+    Network { exporter: [u8; 32] },
+}
+
+async fn refuse(tx: &mut FrameWriter, kind: ErrorKind, message: String) -> Result<()> {
+    tx.send(&Down::Error { kind, message }).await
+}
+
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    mut rx: FrameReader,
+    mut tx: FrameWriter,
+    peer: Peer,
+) -> Result<()> {
+    let counted = daemon.clone();
+    let _count = counted.channel_opened();
+    let body = match tokio::time::timeout(HELLO_TIMEOUT, rx.next_raw()).await {
+        Err(_) => bail!("no hello within {HELLO_TIMEOUT:?}"),
+        Ok(r) => match r? {
+            Some(b) => b,
+            None => return Ok(()),
+        },
+    };
+    let hello = match frame::decode_hello(&body) {
+        Ok(h) => h,
+        Err(FrameError::VersionMismatch { peer }) => {
+            let msg = format!(
+                "protocol version mismatch: the client speaks {peer}, this server speaks {}; install the same abide version on both ends",
+                frame::PROTOCOL_VERSION
+            );
+            refuse(&mut tx, ErrorKind::VersionMismatch, msg.clone()).await?;
+            bail!(msg);
+        }
+        Err(e) => {
+            refuse(&mut tx, ErrorKind::BadRequest, e.to_string()).await?;
+            bail!(e);
+        }
+    };
+    let mut request = hello.request;
+    if let Peer::Network { exporter } = peer {
+        // Nothing but attaching to the granted session, and only with a proof.
+        let grant = hello.auth.as_ref().and_then(|a| {
+            let g = daemon.grants.lock().unwrap().get(&a.grant_id).cloned()?;
+            crate::transport::quic::verify_proof(&g.secret, &exporter, &a.mac).then_some(g)
+        });
+        let Some(grant) = grant else {
+            refuse(
+                &mut tx,
+                ErrorKind::AuthFailed,
+                "authentication failed".into(),
+            )
+            .await?;
+            bail!("network client failed authentication");
+        };
+        match &mut request {
+            Request::Attach(a) => a.target = Target::Id(grant.session_id),
+            _ => {
+                refuse(
+                    &mut tx,
+                    ErrorKind::BadRequest,
+                    "only attach is allowed over the network".into(),
+                )
+                .await?;
+                bail!("network client sent a control request");
+            }
+        }
+    }
+    match request {
+        Request::List => tx.send(&Down::Sessions(daemon.list())).await,
+        Request::Kill { name } => match daemon.kill(&name) {
+            Ok(()) => tx.send(&Down::Done).await,
+            Err((kind, message)) => refuse(&mut tx, kind, message).await,
+        },
+        Request::KillServer => {
+            tx.send(&Down::Done).await?;
+            daemon.shut_down();
+            Ok(())
+        }
+        Request::Grant(g) => match crate::server::bootstrap::grant(&daemon, g).await {
+            Ok(granted) => tx.send(&Down::Granted(granted)).await,
+            Err((kind, message)) => refuse(&mut tx, kind, message).await,
+        },
+        Request::Attach(a) => attach(daemon, a, rx, tx).await,
+    }
+}
+
+async fn attach(
+    daemon: Arc<Daemon>,
+    req: AttachRequest,
+    rx: FrameReader,
+    mut tx: FrameWriter,
+) -> Result<()> {
+    let session = match &req.target {
+        Target::Create(spec) => daemon.create(spec, req.size),
+        t => daemon.find(t),
+    };
+    let session = match session {
+        Ok(s) => s,
+        Err((kind, message)) => return refuse(&mut tx, kind, message).await,
+    };
+    let guard = session.register_client(req.client_id);
+    session.set_size(req.size);
+
+    let end = session.end_offset();
+    let start = match req.resume {
+        Some(r) if r.session_id == session.id => {
+            if r.offset > end {
+                return refuse(
+                    &mut tx,
+                    ErrorKind::BadRequest,
+                    "resume offset is beyond the output".into(),
+                )
+                .await;
+            }
+            r.offset
+        }
+        // A client that has shown nothing gets everything still kept (or a
+        // snapshot when the log no longer starts at 0).
+        _ => 0,
+    };
+    tx.send(&Down::Attached(Attached {
+        session_id: session.id,
+        name: session.name.clone(),
+        input_acked: session.input_applied(req.client_id),
+        start_offset: start,
+    }))
+    .await?;
+
+    let (ctrl_tx, ctrl_rx) = mpsc::channel::<Down>(64);
+    let (ack_tx, ack_rx) = watch::channel(start);
+    let reader = tokio::spawn(read_half(
+        session.clone(),
+        req.client_id,
+        rx,
+        ctrl_tx,
+        ack_tx,
+    ));
+    let result = write_half(&session, start, tx, ctrl_rx, ack_rx, guard.kicked.clone()).await;
+    reader.abort();
+    drop(guard);
+    result
+}
+
+async fn read_half(
+    session: Arc<Session>,
+    client_id: u64,
+    mut rx: FrameReader,
+    ctrl: mpsc::Sender<Down>,
+    ack: watch::Sender<u64>,
+) -> Result<()> {
+    while let Some(frame) = rx.next::<Up>().await? {
+        match frame {
+            Up::Input { seq, data } => {
+                session.write_input(client_id, seq, &data).await?;
+                ctrl.send(Down::InputAck { seq }).await?;
+            }
+            Up::Ack { offset } => {
+                ack.send_if_modified(|a| {
+                    let newer = offset > *a;
+                    if newer {
+                        *a = offset;
+                    }
+                    newer
+                });
+            }
+            Up::Resize(size) => session.set_size(size),
+            Up::Ping { nonce } => ctrl.send(Down::Pong { nonce }).await?,
+            Up::Detach => {
+                ctrl.send(Down::Detached).await?;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_half(
+    session: &Arc<Session>,
+    mut pos: u64,
+    mut tx: FrameWriter,
+    mut ctrl: mpsc::Receiver<Down>,
+    mut acked: watch::Receiver<u64>,
+    mut kicked: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut output = session.subscribe_output();
+    let mut exit = session.subscribe_exit();
+    loop {
+        // Control frames first, so a pong never waits behind bulk output.
+        while let Ok(f) = ctrl.try_recv() {
+            let done = f == Down::Detached;
+            tx.feed(&f).await?;
+            if done {
+                tx.flush().await?;
+                return Ok(());
+            }
+        }
+        let end = *output.borrow_and_update();
+        let ack = *acked.borrow_and_update();
+        if pos < end && pos - ack.min(pos) < WINDOW {
+            match session.read(pos, MAX_CHUNK) {
+                Ok(data) => {
+                    let n = data.len() as u64;
+                    tx.feed(&Down::Output { offset: pos, data }).await?;
+                    pos += n;
+                }
+                Err(ReadGap::Evicted) => {
+                    let (snap, at) = session.snapshot();
+                    let mut pieces = snap.chunks(MAX_CHUNK).peekable();
+                    if pieces.peek().is_none() {
+                        tx.feed(&Down::Snapshot {
+                            offset: at,
+                            data: Vec::new(),
+                            last: true,
+                        })
+                        .await?;
+                    }
+                    while let Some(p) = pieces.next() {
+                        let last = pieces.peek().is_none();
+                        tx.feed(&Down::Snapshot {
+                            offset: at,
+                            data: p.to_vec(),
+                            last,
+                        })
+                        .await?;
+                    }
+                    pos = at;
+                }
+                Err(ReadGap::Future) => bail!("client offset {pos} beyond output end"),
+            }
+            continue;
+        }
+        tx.flush().await?;
+        if pos >= end {
+            let exited = *exit.borrow_and_update();
+            if let Some(code) = exited {
+                if pos >= session.end_offset() {
+                    tx.send(&Down::Exited { code }).await?;
+                    // Wait for the client to hang up, briefly, so the frame is delivered.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ctrl.recv()).await;
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        tokio::select! {
+            f = ctrl.recv() => match f {
+                Some(f) => {
+                    let done = f == Down::Detached;
+                    tx.send(&f).await?;
+                    if done { return Ok(()); }
+                }
+                None => return Ok(()), // the client went away
+            },
+            _ = output.changed() => {}
+            _ = acked.changed() => {}
+            _ = exit.changed() => {}
+            _ = kicked.changed() => {
+                let _ = tx.send(&Down::Detached).await;
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The daemon process: runtime directory, lock, socket, the session table,
+//! grants for network clients, and when to exit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::paths;
+use crate::proto::frame::{ErrorKind, NewSession, SessionInfo, Target, WinSize};
+use crate::server::session::{Limits, Session};
+
+pub struct Daemon {
+    pub cfg: Config,
+    pub rt: PathBuf,
+    sessions: Mutex<Sessions>,
+    /// Network clients' grants: grant id → (secret, session id).
+    pub grants: Mutex<HashMap<[u8; 16], GrantEntry>>,
+    /// The QUIC endpoint, started on the first grant.
+    pub quic: tokio::sync::Mutex<Option<crate::transport::quic::ServerEndpoint>>,
+    shutdown: watch::Sender<bool>,
+    channels: AtomicUsize,
+}
+
+#[derive(Clone)]
+pub struct GrantEntry {
+    pub secret: [u8; 32],
+    pub session_id: u64,
+}
+
+#[derive(Default)]
+struct Sessions {
+    list: Vec<Arc<Session>>,
+    last_used: HashMap<u64, u64>,
+    tick: u64,
+    next_id: u64,
+}
+
+pub type Refusal = (ErrorKind, String);
+
+/// Session names appear in `host:NAME`, in `ls` columns and in shell commands.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("a session name must have 1 to 64 characters".into());
+    }
+    if name.starts_with('-')
+        || name
+            .chars()
+            .any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "bad session name '{name}': no ':', '/', spaces, control characters, or leading '-'"
+        ));
+    }
+    Ok(())
+}
+
+impl Daemon {
+    fn new(cfg: Config, rt: PathBuf) -> Arc<Daemon> {
+        Arc::new(Daemon {
+            cfg,
+            rt,
+            sessions: Mutex::new(Sessions {
+                next_id: rand_u64() | 1,
+                ..Default::default()
+            }),
+            grants: Mutex::new(HashMap::new()),
+            quic: tokio::sync::Mutex::new(None),
+            shutdown: watch::channel(false).0,
+            channels: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn list(&self) -> Vec<SessionInfo> {
+        self.sessions
+            .lock()
+            .unwrap()
+            .list
+            .iter()
+            .map(|s| s.info())
+            .collect()
+    }
+
+    fn touch(s: &mut Sessions, id: u64) {
+        s.tick += 1;
+        let t = s.tick;
+        s.last_used.insert(id, t);
+    }
+
+    pub fn find(&self, target: &Target) -> Result<Arc<Session>, Refusal> {
+        let mut s = self.sessions.lock().unwrap();
+        let found = match target {
+            Target::Existing(Some(name)) => s.list.iter().find(|x| &x.name == name).cloned(),
+            Target::Existing(None) => {
+                let last = |x: &Arc<Session>| s.last_used.get(&x.id).copied().unwrap_or(0);
+                s.list.iter().max_by_key(|x| last(x)).cloned()
+            }
+            Target::Id(id) => s.list.iter().find(|x| x.id == *id).cloned(),
+            Target::Create(_) => None,
+        };
+        match found {
+            Some(sess) => {
+                Self::touch(&mut s, sess.id);
+                Ok(sess)
+            }
+            None => Err(match target {
+                Target::Existing(Some(name)) => (
+                    ErrorKind::NoSuchSession,
+                    format!("no session named '{name}'"),
+                ),
+                Target::Existing(None) => (ErrorKind::NoSuchSession, "no sessions".into()),
+                Target::Id(_) => (ErrorKind::NoSuchSession, "the session has ended".into()),
+                Target::Create(_) => (ErrorKind::BadRequest, "create is not a lookup".into()),
+            }),
+        }
+    }
+
+    pub fn create(
+        self: &Arc<Self>,
+        spec: &NewSession,
+        size: WinSize,
+    ) -> Result<Arc<Session>, Refusal> {
+        let mut s = self.sessions.lock().unwrap();
+        let name = match &spec.name {
+            Some(n) => {
+                validate_name(n).map_err(|e| (ErrorKind::BadRequest, e))?;
+                if s.list.iter().any(|x| &x.name == n) {
+                    return Err((
+                        ErrorKind::NameInUse,
+                        format!("a session named '{n}' already exists"),
+                    ));
+                }
+                n.clone()
+            }
+            // Like tmux: the lowest free number.
+            None => (0..)
+                .map(|i: u32| i.to_string())
+                .find(|n| !s.list.iter().any(|x| &x.name == n))
+                .unwrap(),
+        };
+        let id = s.next_id;
+        s.next_id = s.next_id.wrapping_add(1);
+        let limits = Limits {
+            ring_bytes: self.cfg.ring_bytes,
+            scrollback_lines: self.cfg.scrollback_lines,
+        };
+        let weak = Arc::downgrade(self);
+        let session = Session::spawn(id, name, spec, size, &limits, move |sess| {
+            if let Some(d) = weak.upgrade() {
+                d.remove(sess.id);
+            }
+        })
+        .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        tracing::info!(name = %session.name, pid = session.pid, "session started");
+        s.list.push(session.clone());
+        Self::touch(&mut s, id);
+        Ok(session)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut s = self.sessions.lock().unwrap();
+        s.list.retain(|x| x.id != id);
+        s.last_used.remove(&id);
+        drop(s);
+        self.grants
+            .lock()
+            .unwrap()
+            .retain(|_, g| g.session_id != id);
+    }
+
+    pub fn kill(&self, name: &str) -> Result<(), Refusal> {
+        let sess = self.find(&Target::Existing(Some(name.to_string())))?;
+        sess.kill();
+        Ok(())
+    }
+
+    pub fn shut_down(&self) {
+        for s in self.sessions.lock().unwrap().list.iter() {
+            s.kill();
+        }
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn channel_opened(&self) -> ChannelCount<'_> {
+        self.channels.fetch_add(1, Ordering::SeqCst);
+        ChannelCount(self)
+    }
+}
+
+/// Counts live client channels, so that the daemon lets the last clients hear
+/// "exited" before it goes away.
+pub struct ChannelCount<'a>(&'a Daemon);
+
+impl Drop for ChannelCount<'_> {
+    fn drop(&mut self) {
+        self.0.channels.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("system randomness");
+    u64::from_le_bytes(b)
+}
+
+/// Holds the daemon lock for the life of the process (released by the kernel
+/// when it exits, however it exits, so a crashed daemon never blocks a new one).
+struct Lock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+fn take_lock(rt: &Path) -> Result<Option<Lock>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(paths::lock_path(rt))
+        .context("cannot open the daemon lock file")?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(Lock(l))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).context("cannot lock the daemon lock file"),
+    }
+}
+
+/// How long a daemon without sessions waits for its first one.
+const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the daemon in this process until it has no sessions left or is told to stop.
+pub fn run_blocking(cfg: Config) -> Result<()> {
+    let rt = paths::runtime_dir()?;
+    let Some(_lock) = take_lock(&rt)? else {
+        tracing::info!("another daemon holds the lock; exiting");
+        return Ok(());
+    };
+    let sock = paths::socket_path(&rt);
+    // We hold the lock, so any socket file left is from a dead daemon.
+    let _ = std::fs::remove_file(&sock);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::UnixListener::bind(&sock)
+            .with_context(|| format!("cannot listen on {}", sock.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+        paths::write_private(
+            &paths::pid_path(&rt),
+            format!("{}\n", std::process::id()).as_bytes(),
+        )?;
+        tracing::info!(pid = std::process::id(), socket = %sock.display(), "daemon listening");
+        let daemon = Daemon::new(cfg, rt.clone());
+        let result = serve(daemon, listener).await;
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(paths::pid_path(&rt));
+        tracing::info!("daemon exiting");
+        result
+    })
+}
+
+async fn serve(daemon: Arc<Daemon>, listener: tokio::net::UnixListener) -> Result<()> {
+    let started = Instant::now();
+    let mut shutdown = daemon.shutdown.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut empty_since: Option<Instant> = None;
+    let mut had_sessions = false;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => { tracing::warn!("accept: {e}"); continue; }
+                };
+                let d = daemon.clone();
+                tokio::spawn(async move {
+                    let (r, w) = stream.into_split();
+                    let (rx, tx) = crate::transport::framed::split(r, w);
+                    if let Err(e) = crate::server::channel::serve(d, rx, tx, crate::server::channel::Peer::Local).await {
+                        tracing::debug!("local channel: {e:#}");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {
+                let n = daemon.sessions.lock().unwrap().list.len();
+                had_sessions |= n > 0;
+                if n > 0 {
+                    empty_since = None;
+                    continue;
+                }
+                let since = *empty_since.get_or_insert_with(Instant::now);
+                let channels = daemon.channels.load(Ordering::SeqCst);
+                // Let attached clients hear the exit status (bounded), then go.
+                let drained = channels == 0 || since.elapsed() > Duration::from_secs(3);
+                if drained && (had_sessions || started.elapsed() > STARTUP_GRACE) {
+                    break;
+                }
+            }
+        }
+    }
+    // Give channels a moment to deliver their last frames after kill-server.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while daemon.channels.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

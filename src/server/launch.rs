@@ -1,0 +1,92 @@
+//! Finding the daemon, and starting it when a command needs one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::paths;
+use crate::transport::framed::Link;
+use crate::transport::unix;
+
+/// Connects to a running daemon; `None` when there is none.
+pub async fn connect_existing(rt: &Path) -> Result<Option<Link>> {
+    let sock = paths::socket_path(rt);
+    match unix::connect(&sock).await {
+        Ok(link) => Ok(Some(link)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot connect to {}", sock.display())),
+    }
+}
+
+/// Connects to the daemon, starting one first if none runs.
+pub async fn connect_or_start(rt: &Path) -> Result<Link> {
+    if let Some(link) = connect_existing(rt).await? {
+        return Ok(link);
+    }
+    start_daemon(rt)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(link) = connect_existing(rt).await? {
+            return Ok(link);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the abide daemon did not start within 5 s; see {}",
+                paths::log_path(rt).display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn current_exe() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the abide executable")
+}
+
+/// Starts `abide server --daemon`, which detaches itself (fork + setsid) so it
+/// belongs to no terminal and no client; we only reap the short-lived parent.
+fn start_daemon(rt: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(paths::log_path(rt))
+        .context("cannot open the daemon log")?;
+    let status = std::process::Command::new(current_exe()?)
+        .args(["server", "--daemon"])
+        .env("ABIDE_RUNTIME_DIR", rt)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .status()
+        .context("cannot start the abide daemon")?;
+    if !status.success() {
+        bail!(
+            "the abide daemon failed to start ({status}); see {}",
+            paths::log_path(rt).display()
+        );
+    }
+    Ok(())
+}
+
+/// In `abide server --daemon`, before any thread exists: fork, let the parent
+/// exit, and make the child a session leader without a controlling terminal.
+pub fn detach_from_terminal() -> Result<()> {
+    // SAFETY: called from main before the async runtime or any other thread starts.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Parent { .. } => std::process::exit(0),
+        nix::unistd::ForkResult::Child => {
+            nix::unistd::setsid().context("setsid")?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! One program in a PTY, its output log and its terminal model.
+//!
+//! A single task reads the PTY and appends to the log and the model under one
+//! lock, so a snapshot and its offset always agree. Client channels never get
+//! pushed bytes: each one pulls from the log at its own offset, which gives
+//! replay, flow control and several clients at once for free.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::proto::frame::{NewSession, SessionInfo, WinSize};
+use crate::proto::input::InputDedup;
+use crate::proto::outlog::{OutLog, Read};
+use crate::server::terminal::Terminal;
+
+pub struct Session {
+    pub id: u64,
+    pub name: String,
+    pub command: Vec<String>,
+    pub pid: u32,
+    pub created: SystemTime,
+    state: Mutex<State>,
+    /// The log's end offset; changes wake the client channels.
+    output_tx: watch::Sender<u64>,
+    /// The program's exit code once it has exited and its output is all logged.
+    exit_tx: watch::Sender<Option<i32>>,
+    writer: tokio::sync::Mutex<pty_process::OwnedWritePty>,
+    /// A duplicate of the PTY master for TIOCSWINSZ, so a resize never waits
+    /// behind a write blocked on a program that does not read its input.
+    resize_fd: OwnedFd,
+}
+
+struct State {
+    log: OutLog,
+    term: Terminal,
+    last_output: Option<SystemTime>,
+    dedup: InputDedup,
+    size: WinSize,
+    clients: HashMap<u64, ClientSlot>,
+    next_generation: u64,
+}
+
+struct ClientSlot {
+    generation: u64,
+    /// Set to true to tell an older channel of the same client to stand down.
+    kick: watch::Sender<bool>,
+}
+
+/// A client channel's registration; dropping it unregisters.
+pub struct ClientGuard {
+    session: Arc<Session>,
+    client_id: u64,
+    generation: u64,
+    pub kicked: watch::Receiver<bool>,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        let mut st = self.session.state.lock().unwrap();
+        if st.clients.get(&self.client_id).map(|c| c.generation) == Some(self.generation) {
+            st.clients.remove(&self.client_id);
+        }
+    }
+}
+
+pub struct Limits {
+    pub ring_bytes: usize,
+    pub scrollback_lines: usize,
+}
+
+/// The user's login shell from the password database, as ssh and tmux use.
+fn login_shell() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.shell.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("SHELL").ok())
+        .unwrap_or_else(|| "/bin/sh".into())
+}
+
+fn home_dir() -> Option<std::path::PathBuf> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+}
+
+impl Session {
+    /// Starts the program. The returned future-less handle is live at once; the
+    /// output pump runs as a task and calls `on_exit` when the program is gone.
+    pub fn spawn(
+        id: u64,
+        name: String,
+        spec: &NewSession,
+        size: WinSize,
+        limits: &Limits,
+        on_exit: impl FnOnce(&Arc<Session>) + Send + 'static,
+    ) -> Result<Arc<Session>> {
+        let (pty, pts) = pty_process::open().context("cannot open a pseudo-terminal")?;
+        pty.resize(pty_process::Size::new(size.rows.max(1), size.cols.max(1)))
+            .context("cannot size the pseudo-terminal")?;
+        let resize_fd = nix::unistd::dup(&pty).context("cannot duplicate the PTY")?;
+
+        let (command, mut cmd) = if spec.command.is_empty() {
+            let shell = login_shell();
+            let base = std::path::Path::new(&shell)
+                .file_name()
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "sh".into());
+            // A leading '-' in argv[0] makes it a login shell, as ssh does.
+            (
+                vec![shell.clone()],
+                pty_process::Command::new(&shell).arg0(format!("-{base}")),
+            )
+        } else {
+            (
+                spec.command.clone(),
+                pty_process::Command::new(&spec.command[0]).args(&spec.command[1..]),
+            )
+        };
+        cmd = cmd.env("ABIDE_SESSION", &name);
+        for (k, v) in &spec.env {
+            cmd = cmd.env(k, v);
+        }
+        if let Some(dir) = spec
+            .cwd
+            .clone()
+            .map(std::path::PathBuf::from)
+            .or_else(home_dir)
+        {
+            if dir.is_dir() {
+                cmd = cmd.current_dir(dir);
+            }
+        }
+        let child = cmd
+            .spawn(pts)
+            .with_context(|| format!("cannot start {}", command.join(" ")))?;
+        let pid = child.id().unwrap_or(0);
+        let (reader, writer) = pty.into_split();
+
+        let session = Arc::new(Session {
+            id,
+            name,
+            command,
+            pid,
+            created: SystemTime::now(),
+            state: Mutex::new(State {
+                log: OutLog::new(limits.ring_bytes),
+                term: Terminal::new(size, limits.scrollback_lines),
+                last_output: None,
+                dedup: InputDedup::default(),
+                size,
+                clients: HashMap::new(),
+                next_generation: 1,
+            }),
+            output_tx: watch::channel(0).0,
+            exit_tx: watch::channel(None).0,
+            writer: tokio::sync::Mutex::new(writer),
+            resize_fd,
+        });
+        tokio::spawn(pump_output(session.clone(), reader, child, on_exit));
+        Ok(session)
+    }
+
+    fn record(&self, bytes: &[u8]) {
+        let end = {
+            let mut st = self.state.lock().unwrap();
+            st.log.append(bytes);
+            st.term.process(bytes);
+            st.last_output = Some(SystemTime::now());
+            st.log.end()
+        };
+        self.output_tx.send_replace(end);
+    }
+
+    pub fn subscribe_output(&self) -> watch::Receiver<u64> {
+        self.output_tx.subscribe()
+    }
+
+    pub fn subscribe_exit(&self) -> watch::Receiver<Option<i32>> {
+        self.exit_tx.subscribe()
+    }
+
+    pub fn end_offset(&self) -> u64 {
+        self.state.lock().unwrap().log.end()
+    }
+
+    pub fn start_offset(&self) -> u64 {
+        self.state.lock().unwrap().log.start()
+    }
+
+    /// Output from `offset`, or `Err(())` when it has left the log.
+    pub fn read(&self, offset: u64, max: usize) -> Result<Vec<u8>, ReadGap> {
+        let st = self.state.lock().unwrap();
+        match st.log.read_vec(offset, max) {
+            Ok(v) => Ok(v),
+            Err(Read::Evicted { .. }) => Err(ReadGap::Evicted),
+            Err(_) => Err(ReadGap::Future),
+        }
+    }
+
+    /// The screen and scrollback as escape sequences, and the offset they stand for.
+    pub fn snapshot(&self) -> (Vec<u8>, u64) {
+        let st = self.state.lock().unwrap();
+        (st.term.render_snapshot(), st.log.end())
+    }
+
+    pub fn register_client(self: &Arc<Self>, client_id: u64) -> ClientGuard {
+        let mut st = self.state.lock().unwrap();
+        let generation = st.next_generation;
+        st.next_generation += 1;
+        let (kick, kicked) = watch::channel(false);
+        if let Some(old) = st
+            .clients
+            .insert(client_id, ClientSlot { generation, kick })
+        {
+            old.kick.send_replace(true);
+        }
+        ClientGuard {
+            session: self.clone(),
+            client_id,
+            generation,
+            kicked,
+        }
+    }
+
+    pub fn input_applied(&self, client_id: u64) -> u64 {
+        self.state.lock().unwrap().dedup.applied(client_id)
+    }
+
+    /// Writes input chunk `seq` of `client_id` to the program unless it was
+    /// already applied. Returns whether it was written.
+    pub async fn write_input(&self, client_id: u64, seq: u64, data: &[u8]) -> Result<bool> {
+        // The writer lock is held across the check and the write, so chunks
+        // from two channels of one client cannot overtake each other.
+        let mut writer = self.writer.lock().await;
+        if !self.state.lock().unwrap().dedup.accept(client_id, seq) {
+            return Ok(false);
+        }
+        writer
+            .write_all(data)
+            .await
+            .context("cannot write to the program")?;
+        Ok(true)
+    }
+
+    /// The most recently active client's size wins, as in tmux.
+    pub fn set_size(&self, size: WinSize) {
+        if size.rows == 0 || size.cols == 0 {
+            return;
+        }
+        let mut st = self.state.lock().unwrap();
+        if st.size == size {
+            return;
+        }
+        st.size = size;
+        st.term.resize(size);
+        let ws = libc::winsize {
+            ws_row: size.rows,
+            ws_col: size.cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is ours.
+        unsafe { libc::ioctl(self.resize_fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+
+    /// Hang up on the program, as a closing terminal would; SIGKILL if it lingers.
+    pub fn kill(&self) {
+        let pgid = nix::unistd::Pid::from_raw(self.pid as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGHUP);
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGHUP);
+        let pid = self.pid;
+        let exited = self.subscribe_exit();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if exited.borrow().is_none() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        });
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        let st = self.state.lock().unwrap();
+        let secs = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        SessionInfo {
+            id: self.id,
+            name: self.name.clone(),
+            command: self.command.clone(),
+            pid: self.pid,
+            created: secs(self.created),
+            last_output: st.last_output.map(secs),
+            clients: st.clients.len() as u32,
+            size: st.size,
+            output_bytes: st.log.end(),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadGap {
+    Evicted,
+    Future,
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+async fn pump_output(
+    session: Arc<Session>,
+    mut reader: pty_process::OwnedReadPty,
+    mut child: tokio::process::Child,
+    on_exit: impl FnOnce(&Arc<Session>) + Send + 'static,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut status = None;
+    loop {
+        tokio::select! {
+            r = reader.read(&mut buf) => match r {
+                Ok(n) if n > 0 => session.record(&buf[..n]),
+                // EIO: every copy of the PTY's other side is closed.
+                _ => break,
+            },
+            s = child.wait(), if status.is_none() => {
+                status = Some(s);
+                // The program is gone; take what it left in the PTY, but do not
+                // wait forever for a background job that inherited it.
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(100), reader.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => session.record(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let status = match status {
+        Some(s) => s,
+        None => child.wait().await,
+    };
+    let code = status.map(exit_code).unwrap_or(1);
+    tracing::info!(session = %session.name, code, "program exited");
+    session.exit_tx.send_replace(Some(code));
+    on_exit(&session);
+}
