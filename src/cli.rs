@@ -159,6 +159,9 @@ pub struct ServerArgs {
     /// With --bootstrap: always create a new session.
     #[arg(long)]
     pub new: bool,
+    /// With --bootstrap: fail when the session does not exist instead of creating it.
+    #[arg(long)]
+    pub existing: bool,
     /// With --bootstrap: UDP port range LO-HI.
     #[arg(long)]
     pub udp_ports: Option<String>,

@@ -5,4 +5,5 @@ pub mod attach;
 pub mod banner;
 pub mod connector;
 pub mod escape;
+pub mod remote;
 pub mod tty;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{AttachArgs, KillArgs, LsArgs, NewArgs};
+use crate::cli::{KillArgs, LsArgs, NewArgs};
 use crate::client::{attach, connector, tty};
 use crate::paths;
 use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionInfo, Target, Up};
@@ -43,7 +43,7 @@ fn new_session(name: Option<String>, command: Vec<String>) -> NewSession {
     }
 }
 
-async fn attach_local(target: Target) -> Result<i32> {
+pub async fn attach_local(target: Target) -> Result<i32> {
     let rt = paths::runtime_dir()?;
     if matches!(target, Target::Create(_)) {
         // Make sure a daemon runs; `attach::run` then connects through the connector.
@@ -88,10 +88,6 @@ pub async fn new(args: NewArgs) -> Result<i32> {
         Down::Error { message, .. } => bail!("{message}"),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     }
-}
-
-pub async fn attach(args: AttachArgs) -> Result<i32> {
-    attach_local(Target::Existing(args.target)).await
 }
 
 async fn control(req: Request) -> Result<Option<Down>> {

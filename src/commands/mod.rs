@@ -1,7 +1,10 @@
 //! What each subcommand does, on top of the library pieces.
 
 mod local;
+mod remote;
 mod server;
+
+pub use local::client_env;
 
 use anyhow::{Context, Result};
 
@@ -22,14 +25,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             rt.block_on(async move {
                 match cmd {
                     Some(Command::New(a)) => local::new(a).await,
-                    Some(Command::Attach(a)) => local::attach(a).await,
-                    Some(Command::Ls(a)) => local::ls(a).await,
-                    Some(Command::Kill(a)) => local::kill(a).await,
+                    Some(Command::Attach(a)) => remote::attach(a, cli.connect.remote).await,
+                    Some(Command::Ls(a)) => remote::ls(a, cli.connect.remote).await,
+                    Some(Command::Kill(a)) => remote::kill(a, cli.connect.remote).await,
                     Some(Command::KillServer) => local::kill_server().await,
                     Some(Command::Server(a)) => server::run(a).await,
                     Some(Command::Demo(_)) => anyhow::bail!("demo is being built"),
                     None => match cli.connect.destination {
-                        Some(_) => anyhow::bail!("remote sessions are being built"),
+                        Some(_) => remote::open(cli.connect).await,
                         None => {
                             use clap::CommandFactory;
                             Cli::command().print_help()?;
