@@ -9,6 +9,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod doctor;
+pub mod faultproxy;
 pub mod logging;
 pub mod paths;
 pub mod proto;

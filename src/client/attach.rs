@@ -15,7 +15,7 @@ use crate::client::banner::Screen;
 use crate::client::connector::{Connector, LinkFuture};
 use crate::client::escape::{Action, EscapeReader};
 use crate::client::tty;
-use crate::proto::frame::{Down, Target};
+use crate::proto::frame::{Down, Target, WinSize};
 use crate::proto::resume::{ClientCore, Event};
 use crate::transport::framed::Link;
 
@@ -106,14 +106,33 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-fn write_terminal(bytes: &[u8]) -> Result<()> {
+pub fn write_terminal(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes).context("writing to the terminal")?;
     out.flush().context("writing to the terminal")
 }
 
+/// Where a driver's keystrokes come from and its output goes.
+pub struct ClientIo {
+    pub input: mpsc::Receiver<Vec<u8>>,
+    pub output: Box<dyn FnMut(&[u8]) -> Result<()> + Send>,
+    pub size: WinSize,
+    /// A real terminal: follow SIGWINCH, end on SIGTERM/SIGHUP/SIGQUIT, draw the banner.
+    pub terminal: bool,
+    /// Messages for the status line (the demo narrates its faults here).
+    pub notices: Option<mpsc::Receiver<String>>,
+}
+
 /// Attaches this terminal to a session and runs until detach, exit or quit.
 pub async fn run(connector: Arc<dyn Connector>, target: Target) -> Result<Outcome> {
+    run_with_notices(connector, target, None).await
+}
+
+pub async fn run_with_notices(
+    connector: Arc<dyn Connector>,
+    target: Target,
+    notices: Option<mpsc::Receiver<String>>,
+) -> Result<Outcome> {
     if !tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' to start a session without one)");
     }
@@ -122,21 +141,73 @@ pub async fn run(connector: Arc<dyn Connector>, target: Target) -> Result<Outcom
     let mut core = ClientCore::new(client_id, target, size, connector.timing(), Instant::now());
     let link = first_attach(connector.as_ref(), &mut core).await?;
     let _raw = tty::RawMode::enter()?;
-    drive(connector, core, link, size).await
+    let io = ClientIo {
+        input: spawn_stdin_reader(),
+        output: Box::new(|b: &[u8]| write_terminal(b)),
+        size,
+        terminal: true,
+        notices,
+    };
+    drive(connector, core, link, io).await
+}
+
+/// The same driver without a terminal: tests and tools feed input and collect
+/// output byte for byte.
+pub async fn run_headless(
+    connector: Arc<dyn Connector>,
+    target: Target,
+    io: ClientIo,
+) -> Result<Outcome> {
+    let client_id = crate::server::daemon::rand_u64();
+    let mut core = ClientCore::new(
+        client_id,
+        target,
+        io.size,
+        connector.timing(),
+        Instant::now(),
+    );
+    let link = first_attach(connector.as_ref(), &mut core).await?;
+    drive(connector, core, link, io).await
+}
+
+async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_notice(n: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match n {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn drive(
     connector: Arc<dyn Connector>,
     mut core: ClientCore,
     first: Link,
-    size: crate::proto::frame::WinSize,
+    io: ClientIo,
 ) -> Result<Outcome> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut winch = signal(SignalKind::window_change())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut quit = signal(SignalKind::quit())?;
-    let mut stdin = spawn_stdin_reader();
+    let sig = |k: SignalKind| -> Result<Option<tokio::signal::unix::Signal>> {
+        Ok(if io.terminal { Some(signal(k)?) } else { None })
+    };
+    let mut winch = sig(SignalKind::window_change())?;
+    let mut term = sig(SignalKind::terminate())?;
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut quit = sig(SignalKind::quit())?;
+    let ClientIo {
+        input: mut stdin,
+        mut output,
+        size,
+        terminal,
+        mut notices,
+    } = io;
+    let mut write_terminal = move |b: &[u8]| output(b);
     let mut escape = EscapeReader::default();
     let mut screen = Screen::new(size);
     let mut link: Option<Link> = Some(first);
@@ -184,7 +255,9 @@ async fn drive(
                 }
             }
         }
-        if let Some(since) = lost_since {
+        if !terminal {
+            // No banner without a terminal: the output stays the program's bytes.
+        } else if let Some(since) = lost_since {
             let secs = since.elapsed().as_secs() + core.silence(Instant::now()).as_secs().min(1);
             let mut text =
                 format!("abide: no contact for {secs} s, reconnecting \u{2014} Ctrl-^ . quits");
@@ -270,7 +343,7 @@ async fn drive(
                         match send_hello(&mut new_link, &mut core, now).await {
                             Ok(()) => {
                                 last_error = None;
-                                if let Some(n) = connector.notice() {
+                                if let Some(n) = connector.notice().filter(|_| terminal) {
                                     screen.hide(&mut out);
                                     screen.show(&mut out, &n);
                                     notice_until = Some(Instant::now() + Duration::from_secs(4));
@@ -295,14 +368,22 @@ async fn drive(
                 }
             }
             _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
-            _ = winch.recv() => {
+            Some(text) = next_notice(&mut notices) => {
+                if terminal {
+                    screen.hide(&mut out);
+                    if !text.is_empty() {
+                        screen.show(&mut out, &text);
+                    }
+                }
+            }
+            _ = next_signal(&mut winch) => {
                 let size = tty::size();
                 screen.resize(size);
                 core.resize(size);
             }
-            _ = term.recv() => bail!("terminated by SIGTERM"),
-            _ = hup.recv() => bail!("terminal hung up (SIGHUP)"),
-            _ = quit.recv() => bail!("quit by SIGQUIT"),
+            _ = next_signal(&mut term) => bail!("terminated by SIGTERM"),
+            _ = next_signal(&mut hup) => bail!("terminal hung up (SIGHUP)"),
+            _ = next_signal(&mut quit) => bail!("quit by SIGQUIT"),
         }
         if lost_since.is_some() && attempts.is_empty() && attempt_count == 0 {
             next_attempt = Instant::now();

@@ -156,6 +156,9 @@ async fn serve_connection(daemon: Arc<Daemon>, incoming: quinn::Incoming) -> Res
         .context("no stream within 10 s")??;
     let (rx, tx) = split(recv, send);
     let result = channel::serve(daemon, rx, tx, Peer::Network { exporter }).await;
+    // Let the last frame (an error, "exited", "detached") reach the client
+    // before closing: close() discards whatever is still unsent.
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
     conn.close(0u32.into(), b"done");
     result
 }
