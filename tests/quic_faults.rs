@@ -119,6 +119,7 @@ fn start_client(line: &ConnectLine, via: std::net::SocketAddr) -> Client {
         size: WinSize { rows: 24, cols: 80 },
         terminal: false,
         notices: None,
+        tap: None,
     };
     let conn = Arc::new(QuicConnector { target });
     let task = tokio::spawn(run_headless(conn, Target::Id(line.session_id), io));

@@ -121,6 +121,8 @@ pub struct ClientIo {
     pub terminal: bool,
     /// Messages for the status line (the demo narrates its faults here).
     pub notices: Option<mpsc::Receiver<String>>,
+    /// Sees the program's output bytes (never the banner's), in order.
+    pub tap: Option<Box<dyn FnMut(&[u8]) + Send>>,
 }
 
 /// Attaches this terminal to a session and runs until detach, exit or quit.
@@ -132,6 +134,17 @@ pub async fn run_with_notices(
     connector: Arc<dyn Connector>,
     target: Target,
     notices: Option<mpsc::Receiver<String>>,
+) -> Result<Outcome> {
+    run_tapped(connector, target, notices, None).await
+}
+
+/// Like [`run`], with status-line notices and a tap that sees every output
+/// byte after it was written (the demo counts lines with it).
+pub async fn run_tapped(
+    connector: Arc<dyn Connector>,
+    target: Target,
+    notices: Option<mpsc::Receiver<String>>,
+    tap: Option<Box<dyn FnMut(&[u8]) + Send>>,
 ) -> Result<Outcome> {
     if !tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' to start a session without one)");
@@ -147,6 +160,7 @@ pub async fn run_with_notices(
         size,
         terminal: true,
         notices,
+        tap,
     };
     drive(connector, core, link, io).await
 }
@@ -206,6 +220,7 @@ async fn drive(
         size,
         terminal,
         mut notices,
+        mut tap,
     } = io;
     let mut write_terminal = move |b: &[u8]| output(b);
     let mut escape = EscapeReader::default();
@@ -225,7 +240,12 @@ async fn drive(
         // Apply everything the core wants to tell the terminal.
         while let Some(ev) = core.poll_event() {
             match ev {
-                Event::Write(bytes) => screen.output(&mut out, &bytes),
+                Event::Write(bytes) => {
+                    screen.output(&mut out, &bytes);
+                    if let Some(t) = tap.as_mut() {
+                        t(&bytes);
+                    }
+                }
                 Event::Attached { .. } => {}
                 Event::LinkLost => {
                     lost_since.get_or_insert_with(Instant::now);

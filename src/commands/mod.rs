@@ -1,5 +1,6 @@
 //! What each subcommand does, on top of the library pieces.
 
+mod demo;
 mod local;
 mod remote;
 mod server;
@@ -30,7 +31,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     Some(Command::Kill(a)) => remote::kill(a, cli.connect.remote).await,
                     Some(Command::KillServer) => local::kill_server().await,
                     Some(Command::Server(a)) => server::run(a).await,
-                    Some(Command::Demo(_)) => anyhow::bail!("demo is being built"),
+                    Some(Command::Demo(a)) => demo::run(a).await,
                     None => match cli.connect.destination {
                         Some(_) => remote::open(cli.connect).await,
                         None => {
