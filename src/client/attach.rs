@@ -235,6 +235,17 @@ async fn drive(
     let mut notice_until: Option<Instant> = None;
     let mut out = Vec::with_capacity(64 * 1024);
 
+    core.set_timing(timing_for(
+        link.as_ref().map(|l| l.kind),
+        connector.as_ref(),
+    ));
+    if let Some(n) = connector.take_notice().filter(|_| terminal) {
+        screen.show(&mut out, &n);
+        notice_until = Some(Instant::now() + Duration::from_secs(4));
+    }
+    // Better paths (QUIC after an ssh fallback) are tried while the link is up.
+    let mut upgrades: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
+    let mut next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i);
     // Events from the first attach (Attached) are already queued.
     loop {
         // Apply everything the core wants to tell the terminal.
@@ -360,10 +371,12 @@ async fn drive(
                     Ok(mut new_link) => {
                         let now = Instant::now();
                         attempts.clear();
+                        core.set_timing(timing_for(Some(new_link.kind), connector.as_ref()));
                         match send_hello(&mut new_link, &mut core, now).await {
                             Ok(()) => {
+                                next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i);
                                 last_error = None;
-                                if let Some(n) = connector.notice().filter(|_| terminal) {
+                                if let Some(n) = connector.take_notice().filter(|_| terminal) {
                                     screen.hide(&mut out);
                                     screen.show(&mut out, &n);
                                     notice_until = Some(Instant::now() + Duration::from_secs(4));
@@ -377,7 +390,8 @@ async fn drive(
                 }
             }
             _ = async { tokio::time::sleep_until(attempt_at.unwrap().into()).await }, if attempt_at.is_some() => {
-                attempts.push(connector.connect());
+                let lost_for = lost_since.map(|t| t.elapsed()).unwrap_or_default();
+                attempts.push(connector.connect_while_lost(lost_for));
                 attempt_count += 1;
                 next_attempt = Instant::now() + connector.retry_interval(attempt_count);
             }
@@ -385,6 +399,33 @@ async fn drive(
                 core.handle_timeout(Instant::now());
                 if core.is_lost() && lost_since.is_none() {
                     lost_since = Some(Instant::now());
+                }
+            }
+            _ = async { tokio::time::sleep_until(next_upgrade.unwrap().into()).await },
+                if next_upgrade.is_some() && lost_since.is_none() && upgrades.is_empty() => {
+                match connector.upgrade() {
+                    Some(f) => upgrades.push(f),
+                    None => next_upgrade = None,
+                }
+            }
+            Some(result) = upgrades.next(), if !upgrades.is_empty() => {
+                match result {
+                    // A better path: resume on it; the old link is dropped and
+                    // the server retires its channel (same client id).
+                    Ok(mut new_link) if lost_since.is_none() => {
+                        let now = Instant::now();
+                        core.set_timing(timing_for(Some(new_link.kind), connector.as_ref()));
+                        if send_hello(&mut new_link, &mut core, now).await.is_ok() {
+                            link = Some(new_link);
+                            if let Some(n) = connector.take_notice().filter(|_| terminal) {
+                                screen.hide(&mut out);
+                                screen.show(&mut out, &n);
+                                notice_until = Some(Instant::now() + Duration::from_secs(4));
+                            }
+                        }
+                        next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i);
+                    }
+                    _ => next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i),
                 }
             }
             _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
@@ -408,6 +449,21 @@ async fn drive(
         if lost_since.is_some() && attempts.is_empty() && attempt_count == 0 {
             next_attempt = Instant::now();
         }
+    }
+}
+
+/// Liveness timing follows the kind of link in use.
+fn timing_for(
+    kind: Option<crate::transport::framed::LinkKind>,
+    connector: &dyn Connector,
+) -> crate::proto::resume::Timing {
+    use crate::proto::resume::Timing;
+    use crate::transport::framed::LinkKind;
+    match kind {
+        Some(LinkKind::Quic) => Timing::QUIC,
+        Some(LinkKind::Ssh) => Timing::SSH,
+        Some(LinkKind::Local) => Timing::LOCAL,
+        None => connector.timing(),
     }
 }
 

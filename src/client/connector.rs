@@ -27,8 +27,21 @@ pub trait Connector: Send + Sync {
     /// Stop trying after this long without a link (`None`: keep trying until
     /// the user quits, as a network client must).
     fn give_up_after(&self) -> Option<Duration>;
+    /// Like [`connect`](Self::connect), told how long the link has been lost
+    /// (a connector may widen its search the longer it lasts).
+    fn connect_while_lost(&self, _lost_for: Duration) -> LinkFuture {
+        self.connect()
+    }
     /// A transport change the user should hear about once ("now over ssh").
-    fn notice(&self) -> Option<String> {
+    fn take_notice(&self) -> Option<String> {
+        None
+    }
+    /// While the link is up but on a fallback path: how often to try for a
+    /// better one, and the attempt itself.
+    fn upgrade_interval(&self) -> Option<Duration> {
+        None
+    }
+    fn upgrade(&self) -> Option<LinkFuture> {
         None
     }
 }

@@ -6,4 +6,5 @@ pub mod banner;
 pub mod connector;
 pub mod escape;
 pub mod remote;
+pub mod transport_memory;
 pub mod tty;

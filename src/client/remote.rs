@@ -214,3 +214,220 @@ impl Connector for QuicConnector {
         None
     }
 }
+
+/// Which path a [`RemoteConnector`] uses now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not yet known (auto, first connect): QUIC first, ssh if UDP gets no answer.
+    Undecided,
+    Quic,
+    Ssh,
+}
+
+/// QUIC, ssh, or QUIC falling back to ssh, per `--transport`.
+pub struct RemoteConnector {
+    pub quic: QuicConnector,
+    pub ssh: crate::transport::ssh_stdio::SshTarget,
+    pub choice: crate::cli::TransportChoice,
+    /// Key for the per-host transport memory.
+    pub host_key: String,
+    mode: std::sync::Mutex<Mode>,
+    notice: std::sync::Mutex<Option<String>>,
+    /// The first ssh connect may prompt (it happens before raw mode).
+    interactive_used: std::sync::atomic::AtomicBool,
+    /// An ssh attempt is running (one at a time is enough).
+    ssh_in_flight: Arc<std::sync::atomic::AtomicBool>,
+}
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::sync::Arc;
+
+/// auto: how long the first QUIC handshake may take before ssh takes over.
+/// A handshake on a working path takes one or two round trips (well under a
+/// second even intercontinentally, with retransmission at 300 ms); 2.5 s
+/// covers a lossy path's first retransmissions without making a UDP-less
+/// network wait long.
+const AUTO_UDP_WAIT: Duration = Duration::from_millis(2500);
+
+/// auto, on QUIC: after this long without a link, ssh is tried alongside.
+const AUTO_SSH_AFTER: Duration = Duration::from_secs(5);
+
+/// auto, on ssh: how often to try UDP again (`ABIDE_UDP_RETRY_S` overrides).
+fn udp_retry_interval() -> Duration {
+    std::env::var("ABIDE_UDP_RETRY_S")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(30))
+}
+
+impl RemoteConnector {
+    pub fn new(
+        quic: QuicConnector,
+        ssh: crate::transport::ssh_stdio::SshTarget,
+        choice: crate::cli::TransportChoice,
+        host_key: String,
+    ) -> Self {
+        use crate::cli::TransportChoice as T;
+        let mode = match choice {
+            T::Udp => Mode::Quic,
+            T::Ssh => Mode::Ssh,
+            T::Auto if crate::client::transport_memory::prefers_ssh(&host_key) => Mode::Ssh,
+            T::Auto => Mode::Undecided,
+        };
+        let notice = (choice == T::Auto && mode == Mode::Ssh).then(|| {
+            "abide: over ssh (UDP did not get through last time); trying UDP in the background"
+                .to_string()
+        });
+        RemoteConnector {
+            quic,
+            ssh,
+            choice,
+            host_key,
+            mode: std::sync::Mutex::new(mode),
+            notice: std::sync::Mutex::new(notice),
+            interactive_used: std::sync::atomic::AtomicBool::new(false),
+            ssh_in_flight: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap()
+    }
+
+    fn ssh_attempt(&self) -> LinkFuture {
+        let target = self.ssh.clone();
+        let interactive = !self.interactive_used.swap(true, AtomicOrdering::SeqCst);
+        let flag = self.ssh_in_flight.clone();
+        flag.store(true, AtomicOrdering::SeqCst);
+        Box::pin(async move {
+            let r = crate::transport::ssh_stdio::connect(&target, interactive).await;
+            flag.store(false, AtomicOrdering::SeqCst);
+            r
+        })
+    }
+
+    fn set_mode(&self, m: Mode) {
+        *self.mode.lock().unwrap() = m;
+    }
+}
+
+/// Makes `connect` futures that can update the connector's mode when they
+/// finish; the connector is shared with the driver through an `Arc`.
+pub struct SharedRemote(pub Arc<RemoteConnector>);
+
+impl Connector for SharedRemote {
+    fn connect(&self) -> LinkFuture {
+        self.connect_while_lost(Duration::ZERO)
+    }
+
+    fn connect_while_lost(&self, lost_for: Duration) -> LinkFuture {
+        let me = self.0.clone();
+        match me.mode() {
+            Mode::Quic => {
+                let auto = me.choice == crate::cli::TransportChoice::Auto;
+                if auto
+                    && lost_for > AUTO_SSH_AFTER
+                    && !me.ssh_in_flight.load(AtomicOrdering::SeqCst)
+                {
+                    // Perhaps this network drops UDP: let ssh race the handshakes.
+                    let fut = me.ssh_attempt();
+                    return Box::pin(async move {
+                        let link = fut.await?;
+                        me.set_mode(Mode::Ssh);
+                        *me.notice.lock().unwrap() =
+                            Some("abide: no UDP reply; carrying on over ssh".into());
+                        crate::client::transport_memory::remember(&me.host_key, "ssh");
+                        Ok(link)
+                    });
+                }
+                me.quic.connect()
+            }
+            Mode::Ssh => {
+                if me.ssh_in_flight.load(AtomicOrdering::SeqCst) {
+                    // One ssh at a time; this slot waits for the next interval.
+                    return Box::pin(async { bail!("an ssh attempt is already running") });
+                }
+                me.ssh_attempt()
+            }
+            Mode::Undecided => Box::pin(async move {
+                let quic = tokio::time::timeout(
+                    AUTO_UDP_WAIT,
+                    crate::transport::quic::connect(&me.quic.target),
+                )
+                .await;
+                match quic {
+                    Ok(Ok(link)) => {
+                        me.set_mode(Mode::Quic);
+                        crate::client::transport_memory::remember(&me.host_key, "udp");
+                        Ok(link)
+                    }
+                    // A wrong certificate is an attack or a misconfiguration, not a blocked port.
+                    Ok(Err(e)) if format!("{e:#}").contains("fingerprint mismatch") => Err(e),
+                    _ => {
+                        let link = me.ssh_attempt().await?;
+                        me.set_mode(Mode::Ssh);
+                        *me.notice.lock().unwrap() = Some(format!(
+                            "abide: no UDP reply from {} within {:.1} s; carrying on over ssh",
+                            me.quic.target.addr,
+                            AUTO_UDP_WAIT.as_secs_f64()
+                        ));
+                        crate::client::transport_memory::remember(&me.host_key, "ssh");
+                        Ok(link)
+                    }
+                }
+            }),
+        }
+    }
+
+    fn timing(&self) -> Timing {
+        match self.0.mode() {
+            Mode::Ssh => Timing::SSH,
+            _ => Timing::QUIC,
+        }
+    }
+
+    /// QUIC: every 250 ms (see [`QuicConnector`]). ssh: 0.5, 1, 2, 2, ... s:
+    /// never more than 2 s between tries while the network is down.
+    fn retry_interval(&self, attempts: u32) -> Duration {
+        match self.0.mode() {
+            Mode::Ssh => Duration::from_millis(500u64 << attempts.saturating_sub(1).min(2)),
+            _ => self.0.quic.retry_interval(attempts),
+        }
+    }
+
+    fn max_parallel(&self) -> usize {
+        self.0.quic.max_parallel() + 1
+    }
+
+    fn give_up_after(&self) -> Option<Duration> {
+        None
+    }
+
+    fn take_notice(&self) -> Option<String> {
+        self.0.notice.lock().unwrap().take()
+    }
+
+    fn upgrade_interval(&self) -> Option<Duration> {
+        (self.0.choice == crate::cli::TransportChoice::Auto && self.0.mode() == Mode::Ssh)
+            .then(udp_retry_interval)
+    }
+
+    fn upgrade(&self) -> Option<LinkFuture> {
+        self.upgrade_interval()?;
+        let me = self.0.clone();
+        Some(Box::pin(async move {
+            let link = tokio::time::timeout(
+                AUTO_UDP_WAIT,
+                crate::transport::quic::connect(&me.quic.target),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("no UDP reply"))??;
+            me.set_mode(Mode::Quic);
+            *me.notice.lock().unwrap() =
+                Some("abide: UDP gets through again; moved the session to QUIC".into());
+            crate::client::transport_memory::remember(&me.host_key, "udp");
+            Ok(link)
+        }))
+    }
+}

@@ -72,7 +72,18 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
         grant_id: line.grant_id,
         secret: line.secret,
     };
-    let conn = Arc::new(r::QuicConnector { target });
+    let ssh = crate::transport::ssh_stdio::SshTarget {
+        ssh: r::ssh_argv(opts)?,
+        dest: host.to_string(),
+        server: opts.server.clone(),
+    };
+    let remote = r::RemoteConnector::new(
+        r::QuicConnector { target },
+        ssh,
+        opts.transport,
+        host.to_string(),
+    );
+    let conn = Arc::new(r::SharedRemote(Arc::new(remote)));
     let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
     Ok(outcome.report())
 }

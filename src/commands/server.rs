@@ -14,5 +14,8 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
     if args.bootstrap {
         return crate::server::bootstrap::run(args).await;
     }
+    if args.stdio {
+        return crate::server::stdio::run().await;
+    }
     bail!("abide server needs one of --daemon, --bootstrap, --stdio")
 }

@@ -11,9 +11,19 @@ use crate::transport::unix;
 
 /// Connects to a running daemon; `None` when there is none.
 pub async fn connect_existing(rt: &Path) -> Result<Option<Link>> {
+    Ok(try_stream(rt).await?.map(unix::link))
+}
+
+/// Connects to the daemon, starting one first if none runs.
+pub async fn connect_or_start(rt: &Path) -> Result<Link> {
+    let stream = connect_stream_or_start(rt).await?;
+    Ok(unix::link(stream))
+}
+
+async fn try_stream(rt: &Path) -> Result<Option<tokio::net::UnixStream>> {
     let sock = paths::socket_path(rt);
-    match unix::connect(&sock).await {
-        Ok(link) => Ok(Some(link)),
+    match tokio::net::UnixStream::connect(&sock).await {
+        Ok(s) => Ok(Some(s)),
         Err(e)
             if matches!(
                 e.kind(),
@@ -26,16 +36,16 @@ pub async fn connect_existing(rt: &Path) -> Result<Option<Link>> {
     }
 }
 
-/// Connects to the daemon, starting one first if none runs.
-pub async fn connect_or_start(rt: &Path) -> Result<Link> {
-    if let Some(link) = connect_existing(rt).await? {
-        return Ok(link);
+/// The daemon's socket as a plain stream, starting the daemon if needed.
+pub async fn connect_stream_or_start(rt: &Path) -> Result<tokio::net::UnixStream> {
+    if let Some(s) = try_stream(rt).await? {
+        return Ok(s);
     }
     start_daemon(rt)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(link) = connect_existing(rt).await? {
-            return Ok(link);
+        if let Some(s) = try_stream(rt).await? {
+            return Ok(s);
         }
         if Instant::now() > deadline {
             bail!(

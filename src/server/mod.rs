@@ -7,4 +7,5 @@ pub mod channel;
 pub mod daemon;
 pub mod launch;
 pub mod session;
+pub mod stdio;
 pub mod terminal;

@@ -4,4 +4,5 @@
 
 pub mod framed;
 pub mod quic;
+pub mod ssh_stdio;
 pub mod unix;

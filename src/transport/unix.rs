@@ -9,16 +9,19 @@ use super::framed::{split, Link, LinkKind};
 use crate::proto::frame::{Down, Hello, Request};
 
 pub async fn connect(socket: &Path) -> std::io::Result<Link> {
-    let stream = tokio::net::UnixStream::connect(socket).await?;
+    Ok(link(tokio::net::UnixStream::connect(socket).await?))
+}
+
+pub fn link(stream: tokio::net::UnixStream) -> Link {
     let (r, w) = stream.into_split();
     let (rx, tx) = split(r, w);
-    Ok(Link {
+    Link {
         rx,
         tx,
         kind: LinkKind::Local,
         auth: None,
         _owner: None,
-    })
+    }
 }
 
 /// How long a control request may take before the daemon counts as hung.
