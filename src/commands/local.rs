@@ -49,7 +49,12 @@ pub async fn attach_local(target: Target) -> Result<i32> {
         // Make sure a daemon runs; `attach::run` then connects through the connector.
         drop(launch::connect_or_start(&rt).await?);
     } else if launch::connect_existing(&rt).await?.is_none() {
-        bail!("no sessions (the abide daemon is not running)");
+        match &target {
+            Target::Existing(Some(name)) => {
+                bail!("no session named '{name}' (the abide daemon is not running)")
+            }
+            _ => bail!("no sessions (the abide daemon is not running)"),
+        }
     }
     let conn = Arc::new(connector::Local {
         socket: paths::socket_path(&rt),

@@ -1,0 +1,354 @@
+//! `cargo bench --bench throughput`: not a test, a measurement.
+//!
+//! (a) Throughput: `cat` of a 100 MB text file through a session to an
+//!     attached client in a PTY, against the same `cat` straight into a PTY.
+//!     The bench reads the PTY master as fast as it can until a marker line.
+//! (b) Memory: the daemon's RSS (VmRSS) with no session, with one idle session
+//!     holding 10 000 lines of scrollback, and with several (per-session cost).
+//!
+//! `ABIDE_BENCH_MB` changes the file size, `ABIDE_BENCH_RUNS` the number of
+//! runs per throughput case (the median is reported), `ABIDE_BENCH_SESSIONS`
+//! the session count of the memory slope.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Rt, BIN};
+
+const MARKER: &str = "@@abide-bench-end@@";
+const ROWS: u16 = 24;
+const COLS: u16 = 80;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Printable 80-byte lines (79 characters + newline), like a build log.
+fn write_data(path: &Path, bytes: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let alphabet: Vec<u8> = (b' '..=b'~').collect();
+    let mut written = 0u64;
+    let mut i = 0u64;
+    let mut line = Vec::with_capacity(80);
+    while written < bytes {
+        line.clear();
+        write!(line, "{i:09} ").unwrap();
+        while line.len() < 79 {
+            line.push(alphabet[(i as usize * 7 + line.len()) % alphabet.len()]);
+        }
+        line.push(b'\n');
+        f.write_all(&line).unwrap();
+        written += line.len() as u64;
+        i += 1;
+    }
+    f.flush().unwrap();
+}
+
+/// A shell script: say READY, wait for `go`, cat the file, print the marker.
+fn cat_script(data: &Path, go: &Path) -> String {
+    format!(
+        "echo READY; while [ ! -e '{go}' ]; do sleep 0.005; done; cat '{data}'; echo '@@abide-bench''-end@@'",
+        go = go.display(),
+        data = data.display()
+    )
+}
+
+struct Reader {
+    pty: pty_process::blocking::Pty,
+    buf: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Reader {
+    fn new(pty: pty_process::blocking::Pty) -> Reader {
+        Reader {
+            pty,
+            buf: vec![0u8; 256 * 1024],
+            tail: Vec::new(),
+        }
+    }
+
+    /// Reads until `pat` shows up; returns the bytes read.
+    fn until(&mut self, pat: &str, timeout: Duration) -> u64 {
+        let re = regex::bytes::Regex::new(&regex::escape(pat)).unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut total = 0u64;
+        loop {
+            if Instant::now() > deadline {
+                panic!(
+                    "no {pat:?} within {timeout:?}; last bytes: {}",
+                    common::show(&self.tail)
+                );
+            }
+            let n = match self.pty.read(&mut self.buf) {
+                Ok(0) | Err(_) => panic!(
+                    "the terminal closed before {pat:?}; last bytes: {}",
+                    common::show(&self.tail)
+                ),
+                Ok(n) => n,
+            };
+            total += n as u64;
+            // Search the new bytes plus the tail of the old ones (a marker
+            // may straddle two reads).
+            let keep = self.tail.len().min(pat.len());
+            let mut window = self.tail.split_off(self.tail.len() - keep);
+            window.extend_from_slice(&self.buf[..n]);
+            let found = re.is_match(&window);
+            self.tail = window;
+            if self.tail.len() > 4096 {
+                self.tail.drain(..self.tail.len() - 4096);
+            }
+            if found {
+                return total;
+            }
+        }
+    }
+}
+
+fn pty_spawn(cmd: Command) -> (Reader, std::process::Child) {
+    let (pty, pts) = pty_process::blocking::open().unwrap();
+    pty.resize(pty_process::Size::new(ROWS, COLS)).unwrap();
+    let child = pty_process::blocking::Command::from(cmd)
+        .spawn(pts)
+        .unwrap();
+    (Reader::new(pty), child)
+}
+
+fn reap(mut child: std::process::Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.wait();
+}
+
+/// Seconds for `cat` straight into a PTY.
+fn direct_run(dir: &Path, data: &Path) -> f64 {
+    let go = dir.join("go-direct");
+    let _ = std::fs::remove_file(&go);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &cat_script(data, &go)]);
+    let (mut r, child) = pty_spawn(cmd);
+    r.until("READY", Duration::from_secs(20));
+    let t = Instant::now();
+    std::fs::write(&go, b"").unwrap();
+    r.until(MARKER, Duration::from_secs(600));
+    let secs = t.elapsed().as_secs_f64();
+    reap(child);
+    secs
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: i32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = s.rsplit_once(')') else {
+        return 0.0;
+    };
+    // Fields after the command: state is field 3; utime and stime are 14 and 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
+/// One run through a session: wall seconds, and CPU seconds of the daemon and the client.
+struct SessionRun {
+    secs: f64,
+    daemon_cpu: f64,
+    client_cpu: f64,
+}
+
+/// Seconds for the same `cat` in a session, shown by an attached client in a PTY.
+fn session_run(rt: &Rt, n: u64, data: &Path) -> SessionRun {
+    let go = rt.scratch().join(format!("go-{n}"));
+    let name = format!("cat{n}");
+    let script = cat_script(data, &go) + "; exec sleep 100000";
+    let (mut r, child) = pty_spawn(rt.command(&["new", "-s", &name, "--", "sh", "-c", &script]));
+    r.until("READY", Duration::from_secs(20));
+    let daemon = rt.daemon_pid().expect("daemon.pid");
+    let client = child.id() as i32;
+    let (d0, c0) = (cpu_secs(daemon), cpu_secs(client));
+    let t = Instant::now();
+    std::fs::write(&go, b"").unwrap();
+    r.until(MARKER, Duration::from_secs(600));
+    let secs = t.elapsed().as_secs_f64();
+    let (d1, c1) = (cpu_secs(daemon), cpu_secs(client));
+    reap(child);
+    let _ = rt.run(&["kill", &name]);
+    SessionRun {
+        secs,
+        daemon_cpu: d1 - d0,
+        client_cpu: c1 - c0,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn mb(bytes: f64) -> String {
+    format!("{:.1} MB/s", bytes / 1e6)
+}
+
+fn vm_rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Starts an idle session that has printed `lines` 80-column lines, and waits
+/// until the daemon has taken them all in.
+fn idle_session(rt: &Rt, name: &str, lines: u64) {
+    let done = rt.scratch().join(format!("done-{name}"));
+    let script = format!(
+        "i=0; while [ $i -lt {lines} ]; do i=$((i+1)); printf 'scrollback line %06d %s\\n' $i \
+         'the quick brown fox jumps over the lazy dog, 0123456789 ABCDEF'; done; \
+         touch '{}'; exec sleep 100000",
+        done.display()
+    );
+    rt.ok(&["new", "-d", "-s", name, "--", "sh", "-c", &script]);
+    common::eventually(
+        &format!("session {name} printed"),
+        Duration::from_secs(120),
+        || done.exists().then_some(()),
+    );
+    // Wait until the daemon's log stops growing.
+    let mut last = 0;
+    common::eventually("output settled", Duration::from_secs(60), || {
+        std::thread::sleep(Duration::from_millis(200));
+        let v = rt.ls_json();
+        let bytes = v
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == name)?
+            .get("output_bytes")?
+            .as_u64()?;
+        let settled = bytes == last && bytes > 0;
+        last = bytes;
+        settled.then_some(())
+    });
+}
+
+fn settle_rss(pid: i32) -> u64 {
+    std::thread::sleep(Duration::from_millis(500));
+    vm_rss_kib(pid)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let size_mb = env_num("ABIDE_BENCH_MB", 100);
+    let runs = env_num("ABIDE_BENCH_RUNS", 3).max(1);
+    let sessions = env_num("ABIDE_BENCH_SESSIONS", 5).max(1);
+    println!("abide benchmark ({BIN})");
+
+    // ---- throughput ----
+    let rt = Rt::new();
+    let data = rt.scratch().join("data.txt");
+    let bytes = size_mb * 1_000_000;
+    write_data(&data, bytes);
+    // Warm the page cache.
+    let _ = std::fs::read(&data).unwrap();
+    let mut direct = Vec::new();
+    let mut session = Vec::new();
+    for i in 0..runs {
+        direct.push(direct_run(rt.scratch(), &data));
+        session.push(session_run(&rt, i, &data));
+    }
+    let d = bytes as f64 / median(direct.clone());
+    let session_secs: Vec<f64> = session.iter().map(|r| r.secs).collect();
+    let s = bytes as f64 / median(session_secs.clone());
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|t| format!("{t:.2}s"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!();
+    println!("throughput: cat of {size_mb} MB ({ROWS}x{COLS} PTYs), median of {runs}");
+    println!(
+        "  direct to a PTY:             {:>12}   ({})",
+        mb(d),
+        fmt(&direct)
+    );
+    println!(
+        "  through a session + client:  {:>12}   ({})",
+        mb(s),
+        fmt(&session_secs)
+    );
+    println!(
+        "  ratio:                       {:>11.0} %   (target >= 70 %)",
+        100.0 * s / d
+    );
+    let cpu = |f: fn(&SessionRun) -> f64| {
+        let v: Vec<f64> = session.iter().map(f).collect();
+        median(v)
+    };
+    println!(
+        "  CPU per run through a session (median): daemon {:.2} s, client {:.2} s \
+         ({} cores, load average {})",
+        cpu(|r| r.daemon_cpu),
+        cpu(|r| r.client_cpu),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    drop(rt);
+
+    // ---- memory ----
+    let lines = 10_000;
+    let rt = Rt::new();
+    // A daemon with no session (it waits 30 s for its first one).
+    std::fs::create_dir_all(rt.runtime_dir()).unwrap();
+    let log = std::fs::File::create(rt.runtime_dir().join("daemon.log")).unwrap();
+    let st = rt
+        .command(&["server", "--daemon"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid = common::eventually("daemon.pid", Duration::from_secs(10), || rt.daemon_pid());
+    let rss0 = settle_rss(pid);
+    idle_session(&rt, "idle0", lines + ROWS as u64);
+    let rss1 = settle_rss(pid);
+    for i in 1..sessions {
+        idle_session(&rt, &format!("idle{i}"), lines + ROWS as u64);
+    }
+    let rss_n = settle_rss(pid);
+    let v = rt.ls_json();
+    assert_eq!(v.as_array().unwrap().len() as u64, sessions);
+    let out_bytes = v[0]["output_bytes"].as_u64().unwrap_or(0);
+    println!();
+    println!("memory: daemon VmRSS, idle sessions of {lines} lines of 80 columns ({out_bytes} bytes of output each)");
+    println!("  no session:           {:>8} KiB", rss0);
+    println!(
+        "  1 idle session:       {:>8} KiB   (+{:.2} MB)",
+        rss1,
+        (rss1 as f64 - rss0 as f64) * 1024.0 / 1e6
+    );
+    let per = (rss_n as f64 - rss0 as f64) / sessions as f64;
+    println!(
+        "  {sessions} idle sessions:      {:>8} KiB   ({:.2} MB per session; target <= 8 MB)",
+        rss_n,
+        per * 1024.0 / 1e6
+    );
+    drop(rt);
+}
