@@ -206,3 +206,109 @@ async fn relay_down(shared: Arc<Shared>, upstream: Arc<UdpSocket>, client: Socke
         let _ = shared.listen.send_to(&buf[..n], client).await;
     }
 }
+
+/// A TCP relay on loopback for the ssh transport's tests: a blackhole holds
+/// every byte in both directions (as a dead path does, until TCP gives up),
+/// and a reset kills every connection with RST.
+pub struct TcpFaultProxy {
+    addr: SocketAddr,
+    blackhole: tokio::sync::watch::Sender<bool>,
+    resets: tokio::sync::watch::Sender<u64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TcpFaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.resets.send_modify(|g| *g += 1);
+    }
+}
+
+impl TcpFaultProxy {
+    pub async fn start(upstream: SocketAddr) -> Result<TcpFaultProxy> {
+        if !upstream.ip().is_loopback() {
+            bail!("the fault proxy only relays to loopback, not {upstream}");
+        }
+        let listener = tokio::net::TcpListener::bind((upstream.ip(), 0)).await?;
+        let addr = listener.local_addr()?;
+        let blackhole = tokio::sync::watch::channel(false).0;
+        let resets = tokio::sync::watch::channel(0u64).0;
+        let (bh, rs) = (blackhole.clone(), resets.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (bh, rs) = (bh.subscribe(), rs.subscribe());
+                tokio::spawn(async move {
+                    if let Ok(server) = tokio::net::TcpStream::connect(upstream).await {
+                        tcp_relay(client, server, bh, rs).await;
+                    }
+                });
+            }
+        });
+        Ok(TcpFaultProxy {
+            addr,
+            blackhole,
+            resets,
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn blackhole(&self, on: bool) {
+        self.blackhole.send_replace(on);
+    }
+
+    /// Resets every connection open now.
+    pub fn reset(&self) {
+        self.resets.send_modify(|g| *g += 1);
+    }
+}
+
+async fn tcp_relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    blackhole: tokio::sync::watch::Receiver<bool>,
+    mut resets: tokio::sync::watch::Receiver<u64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    // Linger 0 makes a drop send RST: exactly the reset we want. (The
+    // deprecation is about a non-zero linger blocking on drop; zero cannot.)
+    #[allow(deprecated)]
+    {
+        let _ = client.set_linger(Some(std::time::Duration::ZERO));
+        let _ = server.set_linger(Some(std::time::Duration::ZERO));
+    }
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let pump = |mut r: tokio::net::tcp::OwnedReadHalf,
+                mut w: tokio::net::tcp::OwnedWriteHalf,
+                mut bh: tokio::sync::watch::Receiver<bool>| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // Hold the bytes while the path is black-holed.
+            if bh.wait_for(|b| !*b).await.is_err() {
+                break;
+            }
+            if w.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    };
+    let up = pump(cr, sw, blackhole.clone());
+    let down = pump(sr, cw, blackhole);
+    resets.borrow_and_update();
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        // Dropping both sockets with linger 0 sends RST both ways.
+        _ = resets.changed() => {}
+    }
+}

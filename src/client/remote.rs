@@ -237,6 +237,8 @@ pub struct RemoteConnector {
     interactive_used: std::sync::atomic::AtomicBool,
     /// An ssh attempt is running (one at a time is enough).
     ssh_in_flight: Arc<std::sync::atomic::AtomicBool>,
+    /// auto, on ssh: how often UDP is tried again.
+    pub upgrade_every: Duration,
 }
 
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -288,6 +290,7 @@ impl RemoteConnector {
             notice: std::sync::Mutex::new(notice),
             interactive_used: std::sync::atomic::AtomicBool::new(false),
             ssh_in_flight: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            upgrade_every: udp_retry_interval(),
         }
     }
 
@@ -298,17 +301,26 @@ impl RemoteConnector {
     fn ssh_attempt(&self) -> LinkFuture {
         let target = self.ssh.clone();
         let interactive = !self.interactive_used.swap(true, AtomicOrdering::SeqCst);
-        let flag = self.ssh_in_flight.clone();
-        flag.store(true, AtomicOrdering::SeqCst);
+        self.ssh_in_flight.store(true, AtomicOrdering::SeqCst);
+        // Cleared however the attempt ends, including being dropped unfinished
+        // (the driver drops pending attempts when the old link comes back).
+        let in_flight = InFlight(self.ssh_in_flight.clone());
         Box::pin(async move {
-            let r = crate::transport::ssh_stdio::connect(&target, interactive).await;
-            flag.store(false, AtomicOrdering::SeqCst);
-            r
+            let _in_flight = in_flight;
+            crate::transport::ssh_stdio::connect(&target, interactive).await
         })
     }
 
     fn set_mode(&self, m: Mode) {
         *self.mode.lock().unwrap() = m;
+    }
+}
+
+struct InFlight(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, AtomicOrdering::SeqCst);
     }
 }
 
@@ -410,7 +422,7 @@ impl Connector for SharedRemote {
 
     fn upgrade_interval(&self) -> Option<Duration> {
         (self.0.choice == crate::cli::TransportChoice::Auto && self.0.mode() == Mode::Ssh)
-            .then(udp_retry_interval)
+            .then_some(self.0.upgrade_every)
     }
 
     fn upgrade(&self) -> Option<LinkFuture> {

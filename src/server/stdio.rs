@@ -38,7 +38,8 @@ pub async fn run() -> Result<i32> {
             stdout.flush().await?;
         }
     };
-    // Either side ending ends the relay: ssh gone, or the daemon hung up.
+    // Either side ending ends the relay: ssh gone (stdout broken, stdin at
+    // end), or the daemon hung up. Neither is an error worth printing.
     tokio::select! {
         _ = up => {}
         _ = down => {}

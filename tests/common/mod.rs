@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod remote;
+
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,225 @@
+//! The ssh transport when UDP is blocked. A stand-in `ssh` (a small Python
+//! relay, written by the test) carries its stdin/stdout over TCP through
+//! [`TcpFaultProxy`] to a stand-in sshd in the test, which runs the remote
+//! command with `sh -c`, as sshd would. The UDP path goes through a
+//! [`FaultProxy`] that drops everything from the start.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abide::cli::TransportChoice;
+use abide::client::remote::{QuicConnector, RemoteConnector, SharedRemote};
+use abide::faultproxy::{FaultProxy, TcpFaultProxy};
+use abide::transport::ssh_stdio::SshTarget;
+use common::remote::{bootstrap, check_exact, program, quic_target, start_client};
+use common::{Rt, BIN};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// `ssh [opts] DEST COMMAND` → connect to $FAKE_SSH_PORT, send COMMAND, relay.
+/// Exits 255 when the connection breaks, as ssh does.
+const FAKE_SSH: &str = r#"#!/usr/bin/env python3
+import os, socket, sys, threading
+try:
+    s = socket.create_connection(("127.0.0.1", int(os.environ["FAKE_SSH_PORT"])), timeout=5)
+    s.settimeout(None)
+    s.sendall(sys.argv[-1].encode() + b"\n")
+except OSError as e:
+    sys.stderr.write("ssh: connect to host 127.0.0.1: %s\n" % e)
+    sys.exit(255)
+def up():
+    try:
+        while True:
+            b = os.read(0, 65536)
+            if not b:
+                s.shutdown(socket.SHUT_WR)
+                return
+            s.sendall(b)
+    except OSError:
+        os._exit(255)
+threading.Thread(target=up, daemon=True).start()
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        os.write(1, b)
+except OSError:
+    sys.stderr.write("Connection reset by peer\n")
+    os._exit(255)
+"#;
+
+fn write_fake_ssh(rt: &Rt) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = rt.scratch().join("fake-ssh");
+    std::fs::write(&p, FAKE_SSH).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// The stand-in sshd: one `sh -c COMMAND` per connection, stdio over the socket.
+async fn fake_sshd(rt_dir: PathBuf) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let rt_dir = rt_dir.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let mut cmd = String::new();
+                if r.read_line(&mut cmd).await.is_err() {
+                    return;
+                }
+                let mut child = tokio::process::Command::new("sh")
+                    .args(["-c", cmd.trim_end()])
+                    .env("ABIDE_RUNTIME_DIR", &rt_dir)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap();
+                let mut cin = child.stdin.take().unwrap();
+                let mut cout = child.stdout.take().unwrap();
+                let up = async { tokio::io::copy(&mut r, &mut cin).await };
+                let down = async {
+                    let r = tokio::io::copy(&mut cout, &mut w).await;
+                    let _ = w.shutdown().await;
+                    r
+                };
+                // The connection ending ends the session's ssh side, as with sshd.
+                tokio::select! { _ = up => {}, _ = down => {} }
+            });
+        }
+    });
+    addr
+}
+
+struct Setup {
+    rt: Rt,
+    line: abide::server::bootstrap::ConnectLine,
+    udp: FaultProxy,
+    tcp: TcpFaultProxy,
+    remote: Arc<RemoteConnector>,
+}
+
+async fn setup(lines: u32, interval_ms: u32, upgrade_every: Duration) -> Setup {
+    let rt = Rt::new();
+    let line = bootstrap(&rt, &program(lines, interval_ms));
+    let udp = FaultProxy::start(format!("127.0.0.1:{}", line.port).parse().unwrap())
+        .await
+        .unwrap();
+    udp.blackhole(true);
+    let sshd = fake_sshd(rt.runtime_dir()).await;
+    let tcp = TcpFaultProxy::start(sshd).await.unwrap();
+    // SAFETY of the environment: the fake ssh reads the port from its own
+    // environment, which it inherits; the variable names this test's proxy.
+    let fake = write_fake_ssh(&rt);
+    let wrapper = rt.scratch().join("ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nFAKE_SSH_PORT={} exec {} \"$@\"\n",
+            tcp.addr().port(),
+            fake.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ssh = SshTarget {
+        ssh: vec![wrapper.display().to_string()],
+        dest: "127.0.0.1".into(),
+        server: BIN.into(),
+    };
+    let mut remote = RemoteConnector::new(
+        QuicConnector {
+            target: quic_target(&line, udp.addr()),
+        },
+        ssh,
+        TransportChoice::Auto,
+        format!("test-{}", line.session_id),
+    );
+    remote.upgrade_every = upgrade_every;
+    Setup {
+        rt,
+        line,
+        udp,
+        tcp,
+        remote: Arc::new(remote),
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn blackhole_secs() -> u64 {
+    std::env::var("ABIDE_TEST_BLACKHOLE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_blocked_session_runs_over_ssh_through_blackhole_and_reset() {
+    let bh = blackhole_secs();
+    // Enough lines to outlast the connect, the blackhole and the reset.
+    let lines = (bh as u32 + 12) * 10;
+    let s = setup(lines, 100, Duration::from_secs(3600)).await;
+    let _rt = &s.rt;
+    let client = start_client(Arc::new(SharedRemote(s.remote.clone())), s.line.session_id);
+    client.wait_for("LINE 20\r\n", LONG).await;
+
+    s.tcp.blackhole(true);
+    client.type_line("typed-in-blackhole").await;
+    tokio::time::sleep(Duration::from_secs(bh)).await;
+    s.tcp.blackhole(false);
+    let took = client.time_to_next_output(LONG).await;
+    eprintln!("ssh transport: output resumed {took:?} after a {bh} s blackhole");
+    client.wait_for("GOT:typed-in-blackhole", LONG).await;
+
+    s.tcp.reset();
+    client.type_line("typed-after-reset").await;
+    let took = client.time_to_next_output(LONG).await;
+    eprintln!("ssh transport: output resumed {took:?} after a connection reset");
+    client.wait_for("GOT:typed-after-reset", LONG).await;
+
+    client.wait_for(&format!("LINE {lines}\r\n"), LONG).await;
+    let out = client.finish().await;
+    check_exact(&out, lines, &["typed-in-blackhole", "typed-after-reset"]);
+    assert_eq!(
+        s.udp
+            .counters()
+            .down
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no UDP got through"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_moves_to_quic_when_udp_comes_back() {
+    let lines = 150;
+    let s = setup(lines, 40, Duration::from_millis(500)).await;
+    let client = start_client(Arc::new(SharedRemote(s.remote.clone())), s.line.session_id);
+    client.wait_for("LINE 10\r\n", LONG).await;
+    // UDP comes back; within an upgrade interval the session moves to QUIC.
+    s.udp.blackhole(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Cut ssh for good: output can now only arrive over QUIC.
+    s.tcp.blackhole(true);
+    s.tcp.reset();
+    client.type_line("typed-on-quic").await;
+    client.wait_for(&format!("LINE {lines}\r\n"), LONG).await;
+    client.wait_for("GOT:typed-on-quic", LONG).await;
+    let out = client.finish().await;
+    check_exact(&out, lines, &["typed-on-quic"]);
+    assert!(
+        s.udp
+            .counters()
+            .down
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}
