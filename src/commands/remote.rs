@@ -64,6 +64,10 @@ fn looks_like_host(s: &str) -> bool {
 }
 
 async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> Result<i32> {
+    // Refuse before the bootstrap, which would otherwise start a session for nobody.
+    if !crate::client::tty::is_tty() {
+        bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
+    }
     let line = r::bootstrap(opts, host, &spec).await?;
     let addr = r::udp_addr(host, &line).await?;
     let target = crate::transport::quic::Target {
