@@ -146,18 +146,58 @@ pub async fn bootstrap(
         .map(|w| sh_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
-    let out = run_ssh(opts, dest, &remote_cmd).await?;
+    // Act on the line as soon as it arrives: waiting for ssh to close its
+    // session costs round trips that a user would see as connect time.
+    let argv = ssh_argv(opts)?;
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .arg(dest)
+        .arg(&remote_cmd)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", argv[0]))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_task = tokio::spawn(async move {
+        let mut se = Vec::new();
+        let _ = stderr.read_to_end(&mut se).await;
+        String::from_utf8_lossy(&se).into_owned()
+    });
+    let mut lines = tokio::io::BufReader::new(stdout);
+    let mut seen = String::new();
+    loop {
+        use tokio::io::AsyncBufReadExt;
+        let mut l = String::new();
+        if lines.read_line(&mut l).await? == 0 {
+            break;
+        }
+        if let Some(found) = ConnectLine::find(&l) {
+            // Let ssh finish in the background; its exit no longer matters.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            return found;
+        }
+        if seen.len() < 64 * 1024 {
+            seen.push_str(&l);
+        }
+    }
+    let status = child.wait().await?;
+    let out = SshOutput {
+        status,
+        stdout: seen,
+        stderr: err_task.await.unwrap_or_default(),
+    };
     if !out.status.success() {
         return Err(ssh_failure(opts, dest, &out));
     }
-    match ConnectLine::find(&out.stdout) {
-        Some(line) => line,
-        None => bail!(
-            "the remote abide printed no connect line; is '{}' on {dest} really abide?\n  It said: {}",
-            opts.server,
-            out.stdout.trim()
-        ),
-    }
+    bail!(
+        "the remote abide printed no connect line; is '{}' on {dest} really abide?\n  It said: {}",
+        opts.server,
+        out.stdout.trim()
+    )
 }
 
 /// The UDP address: the server address ssh itself reached (from the remote's
