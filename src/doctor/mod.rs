@@ -10,23 +10,27 @@
 
 use std::path::PathBuf;
 
-// mod cfgfile;
-// mod client;
-// mod diff;
-// mod doctor_cmd;
+mod cfgfile;
+mod client;
+mod diff;
+mod doctor_cmd;
 mod explain;
-// mod fix;
+mod fix;
 mod kb;
+mod logind;
 mod matcher;
-// mod paths;
-// mod probe_idle;
-// mod remote;
-// mod report;
-// mod ssh;
-// mod sshd;
+mod paths;
+mod probe_idle;
+mod remote;
+mod report;
+mod ssh;
+mod sshconfig;
+mod sshd;
 mod style;
-// mod timefmt;
-// mod udp;
+mod timefmt;
+mod udp;
+
+pub use udp::{probe_udp, UdpProbe};
 
 #[derive(clap::Args, Debug)]
 pub struct ExplainArgs {
@@ -83,6 +87,5 @@ pub fn run_explain(args: ExplainArgs) -> anyhow::Result<i32> {
 
 /// `abide doctor`: returns the exit code (0 nothing wrong, 1 something is).
 pub fn run_doctor(args: DoctorArgs) -> anyhow::Result<i32> {
-    let _ = args;
-    anyhow::bail!("x")
+    doctor_cmd::run(args)
 }

@@ -39,9 +39,6 @@ impl Style {
     pub fn red(&self, text: &str) -> String {
         self.paint("31", text)
     }
-    pub fn yellow(&self, text: &str) -> String {
-        self.paint("33", text)
-    }
     pub fn dim(&self, text: &str) -> String {
         self.paint("2", text)
     }
