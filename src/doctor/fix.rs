@@ -132,6 +132,9 @@ pub fn plan(
     let mut new_at: Option<NewBlockAt> = None;
     let mut actions = Vec::new();
     let mut kept = Vec::new();
+    // For the one sentence describing a new block: what goes in, and why there.
+    let mut new_keys: Vec<String> = Vec::new();
+    let mut new_reasons: Vec<String> = Vec::new();
     let block_of = |i: usize| {
         blocks
             .iter()
@@ -201,10 +204,13 @@ pub fn plan(
                 // Set by a block that is not ours (e.g. `Host *`) or an Include:
                 // our value has to come before it.
                 let what = match &kinds[i] {
-                    Kind::Include(_) => format!("the Include on line {} may set it", i + 1),
+                    Kind::Include(_) => {
+                        format!("the Include on line {} may set {}", i + 1, want.key)
+                    }
                     _ => format!(
-                        "line {} sets it and ssh uses the first value it finds",
-                        i + 1
+                        "line {} sets {} and ssh uses the first value it finds",
+                        i + 1,
+                        want.key
                     ),
                 };
                 match exact {
@@ -223,13 +229,8 @@ pub fn plan(
                         };
                         new_at = Some(new_at.map_or(at, |old| old.min(at)));
                         new_block.push(line_for("    "));
-                        actions.push(format!(
-                            "{} {} added in a new `Host {}` block placed before line {} ({what}).",
-                            want.key,
-                            want.value,
-                            target.pattern(),
-                            b.start.max(first_global_line(&kinds)) + 1
-                        ));
+                        new_keys.push(format!("{} {}", want.key, want.value));
+                        new_reasons.push(what);
                     }
                 }
             }
@@ -243,12 +244,7 @@ pub fn plan(
                 None => {
                     new_at = Some(new_at.unwrap_or(NewBlockAt::End));
                     new_block.push(line_for("    "));
-                    actions.push(format!(
-                        "{} {} added in a new `Host {}` block at the end.",
-                        want.key,
-                        want.value,
-                        target.pattern()
-                    ));
+                    new_keys.push(format!("{} {}", want.key, want.value));
                 }
             },
         }
@@ -272,6 +268,20 @@ pub fn plan(
             NewBlockAt::Top(p) | NewBlockAt::Before(p) => p,
             NewBlockAt::End => lines.len(),
         };
+        let place = match at {
+            NewBlockAt::End => "at the end".to_string(),
+            _ => format!("before line {}", pos + 1),
+        };
+        let why = if new_reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", new_reasons.join("; "))
+        };
+        actions.push(format!(
+            "{} added in a new `Host {}` block {place}{why}.",
+            new_keys.join(", "),
+            target.pattern()
+        ));
         let prev_blank = pos == 0 || matches!(kinds[pos - 1], Kind::Blank);
         if at == NewBlockAt::End && !prev_blank {
             block.push(String::new());
@@ -609,7 +619,10 @@ mod tests {
             p.new_text,
             format!("{HEADER}\nHost web\n    ServerAliveInterval 15\n    ServerAliveCountMax 4\n")
         );
-        assert_eq!(p.actions.len(), 2);
+        assert_eq!(
+            p.actions,
+            ["ServerAliveInterval 15, ServerAliveCountMax 4 added in a new `Host web` block at the end."]
+        );
     }
 
     #[test]
@@ -632,7 +645,11 @@ mod tests {
                 "{HEADER}\nHost web\n    ServerAliveInterval 15\n    ServerAliveCountMax 4\n\nHost *\n    ServerAliveInterval 0\n\nHost web\n    User me\n"
             )
         );
-        assert!(p.actions[0].contains("before line 1"), "{:?}", p.actions);
+        assert_eq!(
+            p.actions,
+            ["ServerAliveInterval 15, ServerAliveCountMax 4 added in a new `Host web` block before line 1 \
+              (line 2 sets ServerAliveInterval and ssh uses the first value it finds)."]
+        );
     }
 
     #[test]

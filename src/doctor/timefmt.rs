@@ -3,18 +3,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// "45 s", "5 min", "1 h 30 min", "2 h".
+/// "45 s", "350 s", "5 min", "1 h 30 min", "2 h": minutes only when exact,
+/// so documented values like AWS's 350 s read as documented.
 pub fn human(secs: u64) -> String {
-    if secs < 120 {
+    if secs < 120 || (secs < 3600 && secs % 60 != 0) {
         return format!("{secs} s");
     }
     let mins = secs / 60;
     if mins < 60 {
-        return if secs % 60 == 0 {
-            format!("{mins} min")
-        } else {
-            format!("{mins} min {} s", secs % 60)
-        };
+        return format!("{mins} min");
     }
     let (h, m) = (mins / 60, mins % 60);
     if m == 0 {
@@ -72,7 +69,7 @@ mod tests {
     fn human_durations() {
         assert_eq!(human(45), "45 s");
         assert_eq!(human(300), "5 min");
-        assert_eq!(human(350), "5 min 50 s");
+        assert_eq!(human(350), "350 s");
         assert_eq!(human(7200), "2 h");
         assert_eq!(human(5400), "1 h 30 min");
     }
