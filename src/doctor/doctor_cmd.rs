@@ -51,9 +51,14 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
         Some(h) => format!("ssh client (effective settings from `ssh -G {h}`)"),
         None => "ssh client (effective settings from `ssh -G`, for any host)".to_string(),
     };
+    let dash_f = args
+        .config_file
+        .as_ref()
+        .map(|f| format!(" -F {}", f.display()))
+        .unwrap_or_default();
     let fix_hint = match &args.host {
-        Some(h) => format!("abide doctor {h} --fix"),
-        None => "abide doctor --all-hosts --fix".to_string(),
+        Some(h) => format!("abide doctor {h}{dash_f} --fix"),
+        None => format!("abide doctor{dash_f} --all-hosts --fix"),
     };
 
     let mut effective = match sshconfig::read(&ssh, &query_host) {
@@ -68,13 +73,15 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
         let target = if args.all_hosts {
             Target::AllHosts
         } else {
-            Target::Host(query_host.clone())
+            Target::Host(host_for_config(&query_host))
         };
         let checks = match &effective {
             Some(eff) => {
-                let (checks, changed) = run_fix(&mut report, eff, &config_path, &home, &target);
+                let (mut checks, changed) = run_fix(&mut report, eff, &config_path, &home, &target);
                 if changed {
-                    effective = Some(verify_after_fix(&ssh, &query_host, eff));
+                    let (after, check) = verify_after_fix(&ssh, &query_host, eff);
+                    checks.push(check);
+                    effective = Some(after);
                 }
                 checks
             }
@@ -296,12 +303,71 @@ fn fix_failed(e: &FixError) -> Check {
     )
 }
 
-/// Asks ssh again: the proof that the new lines are the ones ssh uses.
-fn verify_after_fix(ssh: &Ssh, host: &str, before: &Effective) -> Effective {
+/// Asks ssh again: the proof that the new lines are the ones ssh uses. A
+/// Match condition or canonicalisation abide could not judge shows up here.
+fn verify_after_fix(ssh: &Ssh, host: &str, before: &Effective) -> (Effective, Check) {
     match sshconfig::read(ssh, host) {
-        Ok(after) => after,
-        // The edit itself succeeded; keep reporting what we knew.
-        Err(_) => before.clone(),
+        Ok(after) => {
+            let interval = after.number("serveraliveinterval").unwrap_or(0);
+            let check = if client::interval_ok(interval) {
+                Check::new(
+                    "fix.verified",
+                    Status::Ok,
+                    format!("`ssh -G` now reports ServerAliveInterval {interval}."),
+                    "",
+                )
+            } else {
+                Check::new(
+                    "fix.verified",
+                    Status::Info,
+                    format!("`ssh -G` still reports ServerAliveInterval {interval} after the change."),
+                    "Something ssh reads first (a Match block, an Include, /etc/ssh/ssh_config with -F) wins; see `ssh -G HOST | grep -i serveralive`.",
+                )
+            };
+            (after, check)
+        }
+        Err(e) => (
+            before.clone(),
+            Check::new(
+                "fix.verified",
+                Status::Info,
+                format!("The change was written, but `ssh -G` could not check it: {e}"),
+                "",
+            ),
+        ),
+    }
+}
+
+/// The name a `Host` line matches for what the user typed: ssh matches Host
+/// patterns against the host name alone, so `me@web` and `ssh://me@web:2222`
+/// both mean `web`.
+fn host_for_config(arg: &str) -> String {
+    let (uri, rest) = match arg.strip_prefix("ssh://") {
+        Some(r) => (true, r),
+        None => (false, arg),
+    };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if uri {
+        // ssh://host:port, ssh://[v6]:port
+        if let Some(inner) = host.strip_prefix('[') {
+            return inner.split(']').next().unwrap_or(inner).to_string();
+        }
+        return host.split(':').next().unwrap_or(host).to_string();
+    }
+    host.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_for_config;
+
+    #[test]
+    fn host_lines_match_the_host_name_only() {
+        assert_eq!(host_for_config("web"), "web");
+        assert_eq!(host_for_config("me@web"), "web");
+        assert_eq!(host_for_config("ssh://me@web:2222"), "web");
+        assert_eq!(host_for_config("ssh://[2001:db8::1]:22"), "2001:db8::1");
+        assert_eq!(host_for_config("2001:db8::1"), "2001:db8::1");
     }
 }
 

@@ -247,6 +247,22 @@ mod tests {
     }
 
     #[test]
+    fn the_script_runs_here_and_reports_every_section() {
+        // Runs the real script on this machine (read-only, no network): every
+        // section must appear whatever is installed, and the parser must cope.
+        let out = std::process::Command::new("sh")
+            .args(["-c", SCRIPT])
+            .output()
+            .expect("sh");
+        let r = Remote::parse(&String::from_utf8_lossy(&out.stdout));
+        assert!(r.complete(), "{}", String::from_utf8_lossy(&out.stdout));
+        for s in ["abide", "sshd-T", "sshd-files", "unit", "logind"] {
+            assert!(r.sections.contains_key(s), "missing section {s}");
+        }
+        assert!(r.section_text("logind").contains("user "));
+    }
+
+    #[test]
     fn the_script_is_posix_sh() {
         // `sh -n` parses without running: catches a quoting slip in SCRIPT.
         let status = std::process::Command::new("sh")
