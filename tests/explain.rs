@@ -297,6 +297,27 @@ fn a_cause_hides_its_consequences_but_keeps_their_lines() {
 }
 
 #[test]
+fn mosh_bootstrap_noise_is_attributed_to_the_cause() {
+    let block = "me@laptop:~$ mosh build\n\
+                 bash: mosh-server: command not found\n\
+                 Connection to build.example.org closed.\n\
+                 /usr/bin/mosh: Did not find mosh server startup message. (Have you installed mosh on your server?)\n";
+    let (code, v) = explain_json(block);
+    assert_eq!(code, 0);
+    assert_eq!(ids(&v), ["mosh-server-not-found"]);
+    let related: Vec<&str> = v["matches"][0]["related"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        related,
+        ["ssh-connection-closed-normal", "mosh-no-startup-message"]
+    );
+}
+
+#[test]
 fn independent_problems_in_one_paste_are_all_explained_in_order() {
     let block = "Warning: remote port forwarding failed for listen port 8080\n\
                  ... later ...\n\

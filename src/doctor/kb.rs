@@ -89,6 +89,8 @@ pub enum KbError {
     UnknownCover { id: String, covered: String },
     #[error("kb.toml entry '{0}' has no patterns")]
     NoPatterns(String),
+    #[error("kb.toml: entry '{0}' covers itself through a cycle of `covers`")]
+    CoverCycle(String),
 }
 
 /// Parses and validates a knowledge base. Separate from `get` so tests can feed
@@ -136,7 +138,33 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, KbError> {
             }
         }
     }
+    check_cover_cycles(&entries)?;
     Ok(entries)
+}
+
+/// A cycle would make every entry in it hide the others, and then nothing is
+/// explained at all.
+fn check_cover_cycles(entries: &[Entry]) -> Result<(), KbError> {
+    let covers = |id: &str| -> &[String] {
+        entries
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.covers.as_slice())
+            .unwrap_or(&[])
+    };
+    for e in entries {
+        let mut stack: Vec<&str> = e.covers.iter().map(String::as_str).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(id) = stack.pop() {
+            if id == e.id {
+                return Err(KbError::CoverCycle(e.id.clone()));
+            }
+            if seen.insert(id) {
+                stack.extend(covers(id).iter().map(String::as_str));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The embedded knowledge base, parsed once.
@@ -187,6 +215,10 @@ abide = "yes"
 abide_note = "n"
 "#;
 
+    fn entry(id: &str, covers: &str) -> String {
+        ONE.replace("id = \"a\"", &format!("id = \"{id}\"\ncovers = {covers}"))
+    }
+
     #[test]
     fn validation_rejects_duplicates_and_bad_covers() {
         assert!(parse(ONE).is_ok());
@@ -197,6 +229,10 @@ abide_note = "n"
             parse(&bad_cover),
             Err(KbError::UnknownCover { .. })
         ));
+        let cycle = format!("{}{}", entry("a", "[\"b\"]"), entry("b", "[\"a\"]"));
+        assert!(matches!(parse(&cycle), Err(KbError::CoverCycle(_))));
+        let chain = format!("{}{}", entry("a", "[\"b\"]"), entry("b", "[]"));
+        assert!(parse(&chain).is_ok());
         let bad_placeholder = ONE.replace("{host}", "{hots}");
         assert!(matches!(
             parse(&bad_placeholder),

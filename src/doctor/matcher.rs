@@ -268,25 +268,46 @@ pub fn scan<'a>(kb: &'a [Entry], text: &str) -> Vec<Finding<'a>> {
 }
 
 /// Drops findings that another finding in the same input `covers`, keeping
-/// their lines as related to the cause.
+/// their lines as related to the cause. Chains (A covers B, B covers C) end at
+/// the finding that is kept; the knowledge base rejects cycles.
 fn apply_covers(found: Vec<Finding<'_>>) -> Vec<Finding<'_>> {
     let present: HashSet<String> = found.iter().map(|f| f.entry.id.clone()).collect();
-    let covered: HashSet<String> = found
+    let covered_by = |id: &str| -> Option<String> {
+        found
+            .iter()
+            .find(|f| f.entry.covers.iter().any(|c| c == id))
+            .map(|f| f.entry.id.clone())
+    };
+    let covered: HashSet<String> = present
         .iter()
-        .flat_map(|f| f.entry.covers.iter())
-        .filter(|c| present.contains(*c))
+        .filter(|id| covered_by(id).is_some())
         .cloned()
         .collect();
+    // Where each dropped finding's lines go: up the chain to a kept one.
+    let mut owner: Vec<(String, String)> = Vec::new();
+    for id in &covered {
+        let mut at = id.clone();
+        while covered.contains(&at) {
+            at = covered_by(&at).expect("covered ids have a coverer");
+        }
+        owner.push((id.clone(), at));
+    }
     let (mut kept, dropped): (Vec<_>, Vec<_>) = found
         .into_iter()
         .partition(|f| !covered.contains(&f.entry.id));
     for d in dropped {
-        if let Some(k) = kept
-            .iter_mut()
-            .find(|k| k.entry.covers.contains(&d.entry.id))
-        {
+        let to = &owner
+            .iter()
+            .find(|(id, _)| *id == d.entry.id)
+            .expect("owner")
+            .1;
+        if let Some(k) = kept.iter_mut().find(|k| k.entry.id == *to) {
             k.related.extend(d.lines.into_iter().map(|l| (d.entry, l)));
+            k.related.extend(d.related);
         }
+    }
+    for k in &mut kept {
+        k.related.sort_by_key(|(_, l)| l.number);
     }
     kept
 }
