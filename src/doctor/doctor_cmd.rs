@@ -357,20 +357,6 @@ fn host_for_config(arg: &str) -> String {
     host.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::host_for_config;
-
-    #[test]
-    fn host_lines_match_the_host_name_only() {
-        assert_eq!(host_for_config("web"), "web");
-        assert_eq!(host_for_config("me@web"), "web");
-        assert_eq!(host_for_config("ssh://me@web:2222"), "web");
-        assert_eq!(host_for_config("ssh://[2001:db8::1]:22"), "2001:db8::1");
-        assert_eq!(host_for_config("2001:db8::1"), "2001:db8::1");
-    }
-}
-
 /// Server checks over ssh; returns sshd's ClientAliveInterval if known.
 fn server_checks(
     report: &mut Report,
@@ -425,4 +411,18 @@ fn server_checks(
     }
     report.section(&title, checks);
     Ok(ca.map(|c| c.interval))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_for_config;
+
+    #[test]
+    fn host_lines_match_the_host_name_only() {
+        assert_eq!(host_for_config("web"), "web");
+        assert_eq!(host_for_config("me@web"), "web");
+        assert_eq!(host_for_config("ssh://me@web:2222"), "web");
+        assert_eq!(host_for_config("ssh://[2001:db8::1]:22"), "2001:db8::1");
+        assert_eq!(host_for_config("2001:db8::1"), "2001:db8::1");
+    }
 }
