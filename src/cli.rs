@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "abide",
-    version,
-    about = "Remote terminal sessions that survive the network"
-)]
+#[command(name = "abide", version, about = "Remote terminal sessions that survive the network")]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
