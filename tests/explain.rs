@@ -208,6 +208,27 @@ const REAL_MESSAGES: &[(&str, &str)] = &[
         "abide: ssh could not reconnect: authentication needs a password",
         "abide-ssh-password",
     ),
+    // The same errors as abide's code prints them, with details and context.
+    ("abide: no session named 'work' (the abide daemon is not running)", "abide-no-session"),
+    ("abide: attaching to 'work': the abide daemon is not answering (no reply in 5 s)", "abide-daemon-not-answering"),
+    (
+        "abide: abide is not installed on the remote host (ran 'abide server' on web)",
+        "abide-not-installed-remote",
+    ),
+    ("abide: no UDP reply from 192.0.2.7:4433 within 1.5 s; carrying on over ssh", "abide-no-udp-reply"),
+    ("abide: no UDP reply; carrying on over ssh", "abide-no-udp-reply"),
+    (
+        "abide: connecting: server certificate fingerprint mismatch: 192.0.2.7:4433 is not the server the ssh bootstrap described; refusing to connect",
+        "abide-fingerprint-mismatch",
+    ),
+    (
+        "abide: protocol version mismatch: the remote abide speaks 2, this one speaks 3; install the same abide version on both ends",
+        "abide-protocol-mismatch",
+    ),
+    (
+        "abide: reconnecting: ssh could not reconnect: authentication needs a password, and nobody can answer a prompt in the background.",
+        "abide-ssh-password",
+    ),
 ];
 
 #[test]
