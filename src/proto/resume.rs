@@ -73,6 +73,10 @@ pub enum ProtocolError {
     Gap { expected: u64, got: u64 },
     #[error("snapshot larger than {MAX_SNAPSHOT} bytes")]
     SnapshotTooLarge,
+    #[error("server sent a snapshot at offset {got}, behind the {have} bytes already shown")]
+    SnapshotBehind { have: u64, got: u64 },
+    #[error("output at offset {offset} of {len} bytes overflows the offset space")]
+    OffsetOverflow { offset: u64, len: usize },
     #[error("unexpected frame before attach: {0}")]
     Unexpected(&'static str),
 }
@@ -161,6 +165,8 @@ impl ClientCore {
     /// waiting for `Attached`.
     pub fn hello(&mut self, now: Instant) -> Hello {
         self.outbox.clear();
+        // Pieces of a snapshot cut short by the old link: the new link sends a whole one.
+        self.snapshot.clear();
         self.attached = false;
         self.size_sent = false;
         self.last_ping = now;
@@ -243,7 +249,12 @@ impl ClientCore {
                 if !self.attached {
                     return Err(ProtocolError::Unexpected("output"));
                 }
-                let end = offset + data.len() as u64;
+                let end = offset
+                    .checked_add(data.len() as u64)
+                    .ok_or(ProtocolError::OffsetOverflow {
+                        offset,
+                        len: data.len(),
+                    })?;
                 if offset > self.offset {
                     return Err(ProtocolError::Gap {
                         expected: self.offset,
@@ -266,6 +277,15 @@ impl ClientCore {
                 }
                 self.snapshot.extend_from_slice(&data);
                 if last {
+                    if offset < self.offset {
+                        // It stands for less than the terminal already shows:
+                        // writing it would repeat output, and the offset would go back.
+                        self.snapshot.clear();
+                        return Err(ProtocolError::SnapshotBehind {
+                            have: self.offset,
+                            got: offset,
+                        });
+                    }
                     self.offset = offset;
                     self.events
                         .push_back(Event::Write(std::mem::take(&mut self.snapshot)));
@@ -541,6 +561,67 @@ mod tests {
         assert!(drain(&mut c).is_empty());
         c.handle_timeout(t + Timing::QUIC.ping_interval);
         assert!(matches!(drain(&mut c)[..], [Up::Ping { .. }]));
+    }
+
+    #[test]
+    fn hostile_offsets_are_errors_not_panics() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, u64::MAX - 1, 0), t).unwrap();
+        let e = c.on_frame(
+            Down::Output {
+                offset: u64::MAX - 1,
+                data: b"abc".to_vec(),
+            },
+            t,
+        );
+        assert!(matches!(e, Err(ProtocolError::OffsetOverflow { .. })), "{e:?}");
+        assert_eq!(c.offset(), u64::MAX - 1);
+
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 10, 0), t).unwrap();
+        let e = c.on_frame(
+            Down::Snapshot {
+                offset: 3,
+                data: b"old".to_vec(),
+                last: true,
+            },
+            t,
+        );
+        assert_eq!(e, Err(ProtocolError::SnapshotBehind { have: 10, got: 3 }));
+        assert_eq!(c.offset(), 10);
+    }
+
+    #[test]
+    fn a_snapshot_cut_short_by_a_lost_link_is_dropped() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.on_frame(
+            Down::Snapshot {
+                offset: 500,
+                data: b"stale".to_vec(),
+                last: false,
+            },
+            t,
+        )
+        .unwrap();
+        c.link_down(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.on_frame(
+            Down::Snapshot {
+                offset: 600,
+                data: b"screen".to_vec(),
+                last: true,
+            },
+            t,
+        )
+        .unwrap();
+        assert_eq!(writes(&mut c), b"screen");
     }
 
     #[test]
