@@ -391,7 +391,9 @@ async fn drive(
             }
             _ = async { tokio::time::sleep_until(attempt_at.unwrap().into()).await }, if attempt_at.is_some() => {
                 let lost_for = lost_since.map(|t| t.elapsed()).unwrap_or_default();
-                attempts.push(connector.connect_while_lost(lost_for));
+                if let Some(f) = connector.connect_while_lost(lost_for) {
+                    attempts.push(f);
+                }
                 attempt_count += 1;
                 next_attempt = Instant::now() + connector.retry_interval(attempt_count);
             }

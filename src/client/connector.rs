@@ -28,9 +28,10 @@ pub trait Connector: Send + Sync {
     /// the user quits, as a network client must).
     fn give_up_after(&self) -> Option<Duration>;
     /// Like [`connect`](Self::connect), told how long the link has been lost
-    /// (a connector may widen its search the longer it lasts).
-    fn connect_while_lost(&self, _lost_for: Duration) -> LinkFuture {
-        self.connect()
+    /// (a connector may widen its search the longer it lasts). `None`: nothing
+    /// worth starting right now (e.g. the one ssh attempt allowed is running).
+    fn connect_while_lost(&self, _lost_for: Duration) -> Option<LinkFuture> {
+        Some(self.connect())
     }
     /// A transport change the user should hear about once ("now over ssh").
     fn take_notice(&self) -> Option<String> {

@@ -370,12 +370,15 @@ pub struct SharedRemote(pub Arc<RemoteConnector>);
 
 impl Connector for SharedRemote {
     fn connect(&self) -> LinkFuture {
-        self.connect_while_lost(Duration::ZERO)
+        match self.connect_while_lost(Duration::ZERO) {
+            Some(f) => f,
+            None => Box::pin(async { bail!("an ssh attempt is already running") }),
+        }
     }
 
-    fn connect_while_lost(&self, lost_for: Duration) -> LinkFuture {
+    fn connect_while_lost(&self, lost_for: Duration) -> Option<LinkFuture> {
         let me = self.0.clone();
-        match me.mode() {
+        Some(match me.mode() {
             Mode::Quic => {
                 let auto = me.choice == crate::cli::TransportChoice::Auto;
                 if auto
@@ -384,21 +387,21 @@ impl Connector for SharedRemote {
                 {
                     // Perhaps this network drops UDP: let ssh race the handshakes.
                     let fut = me.ssh_attempt();
-                    return Box::pin(async move {
+                    return Some(Box::pin(async move {
                         let link = fut.await?;
                         me.set_mode(Mode::Ssh);
                         *me.notice.lock().unwrap() =
                             Some("abide: no UDP reply; carrying on over ssh".into());
                         crate::client::transport_memory::remember(&me.host_key, "ssh");
                         Ok(link)
-                    });
+                    }));
                 }
                 me.quic.connect()
             }
             Mode::Ssh => {
                 if me.ssh_in_flight.load(AtomicOrdering::SeqCst) {
-                    // One ssh at a time; this slot waits for the next interval.
-                    return Box::pin(async { bail!("an ssh attempt is already running") });
+                    // One ssh at a time; the next interval tries again.
+                    return None;
                 }
                 me.ssh_attempt()
             }
@@ -429,7 +432,7 @@ impl Connector for SharedRemote {
                     }
                 }
             }),
-        }
+        })
     }
 
     fn timing(&self) -> Timing {

@@ -249,12 +249,13 @@ impl ClientCore {
                 if !self.attached {
                     return Err(ProtocolError::Unexpected("output"));
                 }
-                let end = offset
-                    .checked_add(data.len() as u64)
-                    .ok_or(ProtocolError::OffsetOverflow {
-                        offset,
-                        len: data.len(),
-                    })?;
+                let end =
+                    offset
+                        .checked_add(data.len() as u64)
+                        .ok_or(ProtocolError::OffsetOverflow {
+                            offset,
+                            len: data.len(),
+                        })?;
                 if offset > self.offset {
                     return Err(ProtocolError::Gap {
                         expected: self.offset,
@@ -576,7 +577,10 @@ mod tests {
             },
             t,
         );
-        assert!(matches!(e, Err(ProtocolError::OffsetOverflow { .. })), "{e:?}");
+        assert!(
+            matches!(e, Err(ProtocolError::OffsetOverflow { .. })),
+            "{e:?}"
+        );
         assert_eq!(c.offset(), u64::MAX - 1);
 
         let mut c = core(t);
