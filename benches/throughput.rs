@@ -248,7 +248,12 @@ fn settle_rss(pid: i32) -> u64 {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; nothing else to parse.
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not, and a
+    // test run must not spend minutes on a benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("throughput benchmark: run it with `cargo bench --bench throughput`");
+        return;
+    }
     let size_mb = env_num("ABIDE_BENCH_MB", 100);
     let runs = env_num("ABIDE_BENCH_RUNS", 3).max(1);
     let sessions = env_num("ABIDE_BENCH_SESSIONS", 5).max(1);

@@ -31,7 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Start a session and attach to it (unless -d).
     New(NewArgs),
-    /// Attach to a session: NAME (local), HOST, or HOST:NAME. Default: the most recent local one.
+    /// Attach to a session: NAME (local), HOST: or USER@HOST (its most recent), or HOST:NAME. Default: the most recent local one.
     #[command(visible_alias = "a")]
     Attach(AttachArgs),
     /// List sessions, locally or on HOST.
@@ -107,7 +107,7 @@ pub struct NewArgs {
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
-    /// NAME, HOST or HOST:NAME.
+    /// NAME (a local session), HOST: or USER@HOST (the most recent there), HOST:NAME.
     pub target: Option<String>,
 }
 

@@ -20,14 +20,18 @@ enum Place {
     },
 }
 
-/// `host:NAME` and `user@host` are remote; a bare word is a local session if
-/// one has that name, and a host otherwise.
-async fn place(arg: Option<String>) -> Result<Place> {
+/// `host:NAME`, `host:` and `user@host` are remote; a bare word is a local
+/// session name, as in tmux. Guessing "host or session?" from the word would
+/// make `abide kill build` reach out over ssh to a machine called `build`.
+fn place(arg: Option<String>) -> Result<Place> {
     let Some(arg) = arg else {
         return Ok(Place::Local(None));
     };
-    if let Some((host, name)) = arg.rsplit_once(':') {
-        if !host.is_empty() && !host.ends_with(']') {
+    // A bracketed IPv6 address keeps its colons: `[::1]:NAME`, `me@[::1]`.
+    let host_end = arg.find(']').map_or(0, |i| i + 1);
+    if let Some(colon) = arg[host_end..].find(':').map(|i| i + host_end) {
+        let (host, name) = (&arg[..colon], &arg[colon + 1..]);
+        if !host.is_empty() {
             let session = (!name.is_empty()).then(|| name.to_string());
             return Ok(Place::Remote {
                 host: host.to_string(),
@@ -41,26 +45,7 @@ async fn place(arg: Option<String>) -> Result<Place> {
             session: None,
         });
     }
-    let local_names: Vec<String> = local::list_local()
-        .await?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    if local_names.contains(&arg) {
-        Ok(Place::Local(Some(arg)))
-    } else if local_names.is_empty() && !looks_like_host(&arg) {
-        Ok(Place::Local(Some(arg)))
-    } else {
-        Ok(Place::Remote {
-            host: arg,
-            session: None,
-        })
-    }
-}
-
-/// A bare word that is plausibly a host rather than a session name.
-fn looks_like_host(s: &str) -> bool {
-    s.contains('.') || s == "localhost" || s.parse::<std::net::IpAddr>().is_ok()
+    Ok(Place::Local(Some(arg)))
 }
 
 async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> Result<i32> {
@@ -104,7 +89,7 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
 }
 
 pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
-    match place(args.target).await? {
+    match place(args.target)? {
         Place::Local(name) => local::attach_local(Target::Existing(name)).await,
         Place::Remote { host, session } => {
             let spec = BootstrapSpec {
@@ -161,7 +146,7 @@ pub async fn ls(args: LsArgs, opts: RemoteOpts) -> Result<i32> {
 }
 
 pub async fn kill(args: KillArgs, opts: RemoteOpts) -> Result<i32> {
-    match place(Some(args.target.clone())).await? {
+    match place(Some(args.target.clone()))? {
         Place::Local(_) => local::kill(args).await,
         Place::Remote {
             host,
@@ -184,5 +169,52 @@ pub async fn kill(args: KillArgs, opts: RemoteOpts) -> Result<i32> {
             host,
             session: None,
         } => bail!("name the session to kill: abide kill {host}:NAME"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(host: &str, session: Option<&str>) -> Place {
+        Place::Remote {
+            host: host.into(),
+            session: session.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn bare_words_are_local_sessions_and_hosts_need_a_colon_or_at() {
+        assert_eq!(place(None).unwrap(), Place::Local(None));
+        assert_eq!(
+            place(Some("build".into())).unwrap(),
+            Place::Local(Some("build".into()))
+        );
+        assert_eq!(
+            place(Some("box.example".into())).unwrap(),
+            Place::Local(Some("box.example".into()))
+        );
+        assert_eq!(place(Some("box:".into())).unwrap(), remote("box", None));
+        assert_eq!(
+            place(Some("box:work".into())).unwrap(),
+            remote("box", Some("work"))
+        );
+        assert_eq!(
+            place(Some("me@box".into())).unwrap(),
+            remote("me@box", None)
+        );
+        assert_eq!(
+            place(Some("me@box:work".into())).unwrap(),
+            remote("me@box", Some("work"))
+        );
+        // A bracketed IPv6 address without a session is a host, not host:NAME.
+        assert_eq!(
+            place(Some("me@[::1]".into())).unwrap(),
+            remote("me@[::1]", None)
+        );
+        assert_eq!(
+            place(Some("[::1]:work".into())).unwrap(),
+            remote("[::1]", Some("work"))
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod channel;
 pub mod daemon;
 pub mod launch;
+pub mod recorder;
 pub mod session;
 pub mod stdio;
 pub mod terminal;

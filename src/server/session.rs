@@ -1,13 +1,15 @@
 //! One program in a PTY, its output log and its terminal model.
 //!
-//! A single task reads the PTY and appends to the log and the model under one
-//! lock, so a snapshot and its offset always agree. Client channels never get
-//! pushed bytes: each one pulls from the log at its own offset, which gives
-//! replay, flow control and several clients at once for free.
+//! A single task reads the PTY, appends to the log and wakes the clients; the
+//! terminal model trails the log on a blocking task and is caught up before a
+//! snapshot, so a snapshot and its offset always agree (see `recorder`).
+//! Client channels never get pushed bytes: each one pulls from the log at its
+//! own offset, which gives replay, flow control and several clients at once
+//! for free.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -16,8 +18,8 @@ use tokio::sync::watch;
 
 use crate::proto::frame::{NewSession, SessionInfo, WinSize};
 use crate::proto::input::InputDedup;
-use crate::proto::outlog::{OutLog, Read};
-use crate::server::terminal::Terminal;
+use crate::proto::outlog::Read;
+use crate::server::recorder::Recorder;
 
 pub struct Session {
     pub id: u64,
@@ -26,6 +28,8 @@ pub struct Session {
     pub pid: u32,
     pub created: SystemTime,
     state: Mutex<State>,
+    /// The output log and the terminal model. Lock order: `state`, then these.
+    output: Recorder,
     /// The log's end offset; changes wake the client channels.
     output_tx: watch::Sender<u64>,
     /// The program's exit code once it has exited and its output is all logged.
@@ -37,9 +41,6 @@ pub struct Session {
 }
 
 struct State {
-    log: OutLog,
-    term: Terminal,
-    last_output: Option<SystemTime>,
     dedup: InputDedup,
     size: WinSize,
     clients: HashMap<u64, ClientSlot>,
@@ -152,31 +153,27 @@ impl Session {
             pid,
             created: SystemTime::now(),
             state: Mutex::new(State {
-                log: OutLog::new(limits.ring_bytes),
-                term: Terminal::new(size, limits.scrollback_lines),
-                last_output: None,
                 dedup: InputDedup::default(),
                 size,
                 clients: HashMap::new(),
                 next_generation: 1,
             }),
+            output: Recorder::new(limits.ring_bytes, size, limits.scrollback_lines),
             output_tx: watch::channel(0).0,
             exit_tx: watch::channel(None).0,
             writer: tokio::sync::Mutex::new(writer),
             resize_fd,
         });
+        tokio::spawn(feed_model(
+            Arc::downgrade(&session),
+            session.subscribe_output(),
+        ));
         tokio::spawn(pump_output(session.clone(), reader, child, on_exit));
         Ok(session)
     }
 
     fn record(&self, bytes: &[u8]) {
-        let end = {
-            let mut st = self.state.lock().unwrap();
-            st.log.append(bytes);
-            st.term.process(bytes);
-            st.last_output = Some(SystemTime::now());
-            st.log.end()
-        };
+        let end = self.output.append(bytes);
         self.output_tx.send_replace(end);
     }
 
@@ -189,17 +186,17 @@ impl Session {
     }
 
     pub fn end_offset(&self) -> u64 {
-        self.state.lock().unwrap().log.end()
+        self.output.log().log.end()
     }
 
     pub fn start_offset(&self) -> u64 {
-        self.state.lock().unwrap().log.start()
+        self.output.log().log.start()
     }
 
     /// Output from `offset`, or `Err(())` when it has left the log.
     pub fn read(&self, offset: u64, max: usize) -> Result<Vec<u8>, ReadGap> {
-        let st = self.state.lock().unwrap();
-        match st.log.read_vec(offset, max) {
+        let l = self.output.log();
+        match l.log.read_vec(offset, max) {
             Ok(v) => Ok(v),
             Err(Read::Evicted { .. }) => Err(ReadGap::Evicted),
             Err(_) => Err(ReadGap::Future),
@@ -208,8 +205,7 @@ impl Session {
 
     /// The screen and scrollback as escape sequences, and the offset they stand for.
     pub fn snapshot(&self) -> (Vec<u8>, u64) {
-        let st = self.state.lock().unwrap();
-        (st.term.render_snapshot(), st.log.end())
+        self.output.snapshot()
     }
 
     pub fn register_client(self: &Arc<Self>, client_id: u64) -> ClientGuard {
@@ -256,12 +252,15 @@ impl Session {
         if size.rows == 0 || size.cols == 0 {
             return;
         }
+        // Most of the model's backlog is processed before the state lock is
+        // taken; the resize itself then catches up only what came since.
+        self.output.feed();
         let mut st = self.state.lock().unwrap();
         if st.size == size {
             return;
         }
         st.size = size;
-        st.term.resize(size);
+        self.output.resize(size);
         let ws = libc::winsize {
             ws_row: size.rows,
             ws_col: size.cols,
@@ -292,6 +291,10 @@ impl Session {
 
     pub fn info(&self) -> SessionInfo {
         let st = self.state.lock().unwrap();
+        let (last_output, output_bytes) = {
+            let l = self.output.log();
+            (l.last_output, l.log.end())
+        };
         let secs = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -303,10 +306,10 @@ impl Session {
             command: self.command.clone(),
             pid: self.pid,
             created: secs(self.created),
-            last_output: st.last_output.map(secs),
+            last_output: last_output.map(secs),
             clients: st.clients.len() as u32,
             size: st.size,
-            output_bytes: st.log.end(),
+            output_bytes,
         }
     }
 }
@@ -322,6 +325,15 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Keeps the terminal model near the log's end, off the output path. Holds
+/// the session weakly: it ends when the session is gone.
+async fn feed_model(session: Weak<Session>, mut output: watch::Receiver<u64>) {
+    while output.changed().await.is_ok() {
+        let Some(s) = session.upgrade() else { return };
+        let _ = tokio::task::spawn_blocking(move || s.output.feed()).await;
+    }
 }
 
 async fn pump_output(

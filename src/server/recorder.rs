@@ -1,0 +1,254 @@
+//! A session's output log and the terminal model that trails it.
+//!
+//! Why the model is off the output path: feeding vt100 (and capturing each
+//! row that scrolls off) costs several times what appending to the log does,
+//! and it used to run under the same lock, before clients were woken, so it
+//! set the session's throughput. Now the pump only appends and wakes clients;
+//! the model is fed from the log at its own offset, by a blocking task
+//! ([`Recorder::feed`]) in chunks, outside the log lock.
+//!
+//! The guarantees of the old single lock are kept:
+//! - A snapshot stands for exactly the output before its offset: it locks the
+//!   model, catches it up to the end of the log and takes the log's end as its
+//!   offset in the same critical section (under the log lock), then renders.
+//! - The model never misses a byte: an append that would evict bytes the model
+//!   has not consumed first catches the model up, synchronously, as before.
+//! - A resize lands at the same place in the stream: the model is caught up to
+//!   the log's end and resized while the log lock is held.
+//!
+//! Lock order: model, then log. Only the session's pump appends.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::proto::frame::WinSize;
+use crate::proto::outlog::{OutLog, Read};
+use crate::server::terminal::Terminal;
+
+/// Bytes the model takes per step: small enough that a snapshot or a resize
+/// waiting for the model lock gets it soon, large enough to be cheap.
+const MODEL_CHUNK: usize = 64 * 1024;
+
+pub struct Recorder {
+    log: Mutex<Log>,
+    model: Mutex<Model>,
+    /// `model.offset`, readable without the model lock (which the feeder may
+    /// hold for a whole chunk): the pump checks it before evicting.
+    modelled: AtomicU64,
+}
+
+pub struct Log {
+    pub log: OutLog,
+    pub last_output: Option<SystemTime>,
+}
+
+struct Model {
+    term: Terminal,
+    /// Every byte before this offset has been processed.
+    offset: u64,
+}
+
+impl Recorder {
+    pub fn new(ring_bytes: usize, size: WinSize, scrollback_lines: usize) -> Self {
+        Recorder {
+            log: Mutex::new(Log {
+                log: OutLog::new(ring_bytes),
+                last_output: None,
+            }),
+            model: Mutex::new(Model {
+                term: Terminal::new(size, scrollback_lines),
+                offset: 0,
+            }),
+            modelled: AtomicU64::new(0),
+        }
+    }
+
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap()
+    }
+
+    /// Appends program output; returns the new end offset. Cheap unless the
+    /// model has fallen a whole ring behind.
+    pub fn append(&self, bytes: &[u8]) -> u64 {
+        {
+            let mut l = self.log();
+            let evicts_to =
+                (l.log.end() + bytes.len() as u64).saturating_sub(l.log.capacity() as u64);
+            if evicts_to <= self.modelled.load(Ordering::Acquire) {
+                l.log.append(bytes);
+                l.last_output = Some(SystemTime::now());
+                return l.log.end();
+            }
+        }
+        // The bytes about to be evicted are not modelled yet: bring the model
+        // up to date here and give it these bytes directly (they may not even
+        // fit in the ring), as the single lock used to.
+        let mut model = self.model.lock().unwrap();
+        let mut l = self.catch_up(&mut model);
+        model.term.process(bytes);
+        l.log.append(bytes);
+        l.last_output = Some(SystemTime::now());
+        model.offset = l.log.end();
+        self.modelled.store(model.offset, Ordering::Release);
+        l.log.end()
+    }
+
+    /// Processes what the model has not seen yet (the background feeder).
+    /// Takes the model lock one chunk at a time, so a snapshot never waits
+    /// for more than a chunk.
+    pub fn feed(&self) {
+        let mut chunk = Vec::with_capacity(MODEL_CHUNK);
+        loop {
+            let mut model = self.model.lock().unwrap();
+            if !self.next_chunk(&mut model, &mut chunk) {
+                return;
+            }
+            self.process(&mut model, &chunk);
+        }
+    }
+
+    /// The screen and scrollback as escape sequences, and the offset they
+    /// stand for: the model is caught up to the log's end first.
+    pub fn snapshot(&self) -> (Vec<u8>, u64) {
+        let mut model = self.model.lock().unwrap();
+        let at = self.catch_up(&mut model).log.end();
+        (model.term.render_snapshot(), at)
+    }
+
+    pub fn resize(&self, size: WinSize) {
+        let mut model = self.model.lock().unwrap();
+        let _log = self.catch_up(&mut model);
+        model.term.resize(size);
+    }
+
+    /// Feeds the model up to the log's end and returns with the log locked
+    /// at that point, so the caller acts at a known offset.
+    fn catch_up<'a>(&'a self, model: &mut Model) -> MutexGuard<'a, Log> {
+        let mut chunk = Vec::with_capacity(MODEL_CHUNK);
+        loop {
+            let l = self.log();
+            if l.log.end() == model.offset {
+                return l;
+            }
+            copy_chunk(&l.log, model, &mut chunk);
+            drop(l);
+            self.process(model, &chunk);
+        }
+    }
+
+    /// Copies the next unmodelled bytes into `chunk`; false when there are none.
+    fn next_chunk(&self, model: &mut Model, chunk: &mut Vec<u8>) -> bool {
+        let l = self.log();
+        if l.log.end() == model.offset {
+            return false;
+        }
+        copy_chunk(&l.log, model, chunk);
+        true
+    }
+
+    fn process(&self, model: &mut Model, chunk: &[u8]) {
+        model.term.process(chunk);
+        model.offset += chunk.len() as u64;
+        self.modelled.store(model.offset, Ordering::Release);
+    }
+}
+
+fn copy_chunk(log: &OutLog, model: &mut Model, chunk: &mut Vec<u8>) {
+    chunk.clear();
+    match log.read(model.offset, MODEL_CHUNK) {
+        Read::Bytes(a, b) => {
+            chunk.extend_from_slice(a);
+            chunk.extend_from_slice(b);
+        }
+        // `append` never evicts unmodelled bytes; were it to happen, the model
+        // can only go on from what is left.
+        Read::Evicted { oldest } => {
+            tracing::error!(
+                model = model.offset,
+                oldest,
+                "terminal model lost output to the ring"
+            );
+            model.offset = oldest;
+        }
+        Read::Future { .. } => unreachable!("the model is never ahead of the log"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZE: WinSize = WinSize { rows: 5, cols: 20 };
+
+    fn output() -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("\x1b[3{}mline {i}\x1b[0m\r\n", i % 8).into_bytes())
+            .collect();
+        v.push(b"\x1b[1mprompt$ \x1b[0m".to_vec());
+        v
+    }
+
+    fn reference(chunks: &[Vec<u8>], scrollback: usize) -> Vec<u8> {
+        let mut t = Terminal::new(SIZE, scrollback);
+        for c in chunks {
+            t.process(c);
+        }
+        t.render_snapshot()
+    }
+
+    #[test]
+    fn snapshot_of_a_lagging_model_equals_an_up_to_date_one() {
+        let chunks = output();
+        let total: usize = chunks.iter().map(Vec::len).sum();
+        // Never fed in the background: the snapshot must catch up by itself.
+        let lagging = Recorder::new(1 << 20, SIZE, 100);
+        // Fed after every append, as if the feeder kept up.
+        let current = Recorder::new(1 << 20, SIZE, 100);
+        for c in &chunks {
+            lagging.append(c);
+            current.append(c);
+            current.feed();
+        }
+        assert_eq!(lagging.modelled.load(Ordering::Acquire), 0);
+        let (a, at_a) = lagging.snapshot();
+        let (b, at_b) = current.snapshot();
+        assert_eq!(at_a, total as u64);
+        assert_eq!(at_b, total as u64);
+        assert_eq!(a, b);
+        assert_eq!(a, reference(&chunks, 100));
+    }
+
+    #[test]
+    fn a_small_ring_never_evicts_what_the_model_has_not_seen() {
+        let chunks = output();
+        // A ring far smaller than the output, and one append larger than it.
+        let r = Recorder::new(64, SIZE, 1000);
+        for c in &chunks {
+            r.append(c);
+        }
+        r.append(&[b'x'; 200]);
+        let mut all = chunks.clone();
+        all.push(vec![b'x'; 200]);
+        let (snap, at) = r.snapshot();
+        assert_eq!(at, all.iter().map(Vec::len).sum::<usize>() as u64);
+        // Complete scrollback, in order: identical to a model fed everything.
+        assert_eq!(snap, reference(&all, 1000));
+    }
+
+    #[test]
+    fn a_resize_lands_where_it_happened_in_the_stream() {
+        let r = Recorder::new(1 << 20, SIZE, 100);
+        let mut t = Terminal::new(SIZE, 100);
+        let wide = WinSize { rows: 3, cols: 40 };
+        for (i, c) in output().iter().enumerate() {
+            r.append(c);
+            t.process(c);
+            if i == 150 {
+                r.resize(wide);
+                t.resize(wide);
+            }
+        }
+        assert_eq!(r.snapshot().0, t.render_snapshot());
+    }
+}
