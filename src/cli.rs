@@ -153,6 +153,10 @@ pub struct ServerArgs {
     /// Carry one session channel over stdin/stdout (the ssh transport).
     #[arg(long)]
     pub stdio: bool,
+    /// Answer one QUIC handshake on a port of the UDP range and exit (what
+    /// `abide doctor HOST` runs over ssh to see whether UDP gets through).
+    #[arg(long)]
+    pub probe_udp: bool,
     /// With --bootstrap: session to attach to (created if missing).
     #[arg(long)]
     pub session: Option<String>,
@@ -162,7 +166,7 @@ pub struct ServerArgs {
     /// With --bootstrap: fail when the session does not exist instead of creating it.
     #[arg(long)]
     pub existing: bool,
-    /// With --bootstrap: UDP port range LO-HI.
+    /// With --bootstrap or --probe-udp: UDP port range LO-HI.
     #[arg(long)]
     pub udp_ports: Option<String>,
     /// With --bootstrap: environment for a new session, NAME=VALUE (repeatable).

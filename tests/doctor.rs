@@ -97,6 +97,11 @@ impl Env {
         fs::write(self.root.join("G_stderr"), stderr).unwrap();
     }
 
+    /// How the fake answers `abide server --probe-udp`: "real" or "silent".
+    fn set_probe(&self, mode: &str) {
+        fs::write(self.root.join("probe"), mode).unwrap();
+    }
+
     /// What the fake prints for the remote script, and its exit status.
     fn set_remote(&self, stdout: &str, status: i32) {
         fs::write(self.root.join("remote"), stdout).unwrap();
@@ -105,6 +110,7 @@ impl Env {
 
     fn write_fake_ssh(&self) {
         let fake = self.root.display();
+        let abide = env!("CARGO_BIN_EXE_abide");
         let script = format!(
             r#"#!/bin/sh
 # Fake ssh for abide's tests.
@@ -118,6 +124,16 @@ done
 last=""
 for a in "$@"; do last=$a; done
 case "$last" in
+  *"server --probe-udp")
+    # The UDP probe: a real `abide server --probe-udp` reached over loopback,
+    # a line naming a port nobody answers on, or an abide too old to know it.
+    case "$(cat "{fake}/probe" 2>/dev/null)" in
+      real) SSH_CONNECTION="127.0.0.1 40000 127.0.0.1 22" exec "{abide}" server --probe-udp ;;
+      silent) cat "{fake}/probe_line"; exec sleep 30 ;;
+    esac
+    echo "error: unexpected argument '--probe-udp' found" >&2
+    exit 2
+    ;;
   -s)
     cat > "{fake}/script"
     cat "{fake}/remote"
@@ -477,7 +493,7 @@ fn server_checks_report_sshd_logind_and_abide() {
     assert!(t.contains("✗ systemd-logind KillUserProcesses=yes"), "{t}");
     assert!(t.contains("KillExcludeUsers=me"), "{t}");
     assert!(
-        t.contains("· UDP probe: not available in this build."),
+        t.contains("· UDP not probed: the abide on web is too old to answer the probe."),
         "{t}"
     );
     // Server lines to paste, never an edit of root's files.
@@ -708,4 +724,71 @@ fn the_real_ssh_uses_the_values_fix_wrote() {
         "{}",
         text(&again)
     );
+}
+
+#[test]
+fn udp_probe_handshakes_with_the_servers_probe_over_loopback() {
+    let env = Env::new();
+    env.set_g(&g_output(15, 4));
+    env.set_probe("real");
+    let (_, v) = env.doctor_json(&["web"]);
+    let udp = check(&v, "path.udp");
+    assert_eq!(udp["status"], "ok", "{udp:#}");
+    let summary = udp["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("UDP reaches web, round trip "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("QUIC handshake with 127.0.0.1:"),
+        "{summary}"
+    );
+    // The probe ran over ssh, non-interactively, with the abide the server checks found.
+    let call = env
+        .calls()
+        .lines()
+        .find(|l| l.ends_with("server --probe-udp"))
+        .unwrap()
+        .to_string();
+    assert!(call.contains("-o BatchMode=yes"), "{call}");
+    assert!(
+        call.ends_with("-- web /usr/local/bin/abide server --probe-udp"),
+        "{call}"
+    );
+}
+
+#[test]
+fn udp_probe_reports_a_port_that_never_answers_as_a_problem() {
+    let env = Env::new();
+    env.set_g(&g_output(15, 4));
+    // A bound socket that reads nothing: what a firewall dropping UDP looks like.
+    let quiet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = quiet.local_addr().unwrap().port();
+    fs::write(
+        env.root.join("probe_line"),
+        format!(
+            "motd\nABIDE-UDP-PROBE {port} {} 127.0.0.1\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    env.set_probe("silent");
+    let started = std::time::Instant::now();
+    let (code, v) = env.doctor_json(&["web"]);
+    let udp = check(&v, "path.udp");
+    assert_eq!(udp["status"], "problem", "{udp:#}");
+    assert!(
+        udp["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no reply on UDP port"),
+        "{udp:#}"
+    );
+    assert!(
+        udp["advice"].as_str().unwrap().contains("ssh transport"),
+        "{udp:#}"
+    );
+    assert_eq!(code, 1);
+    // The probe gives up by itself; the fake's 30 s sleep is not waited for.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }

@@ -203,15 +203,20 @@ pub async fn bootstrap(
 /// The UDP address: the server address ssh itself reached (from the remote's
 /// SSH_CONNECTION), else the destination name resolved here.
 pub async fn udp_addr(dest: &str, line: &ConnectLine) -> Result<SocketAddr> {
-    let host = match &line.server_ip {
-        Some(ip) => ip.clone(),
+    resolve_udp(dest, line.server_ip.as_deref(), line.port).await
+}
+
+/// `server_ip` (what ssh reached) or else `dest`'s host, with `port`.
+pub async fn resolve_udp(dest: &str, server_ip: Option<&str>, port: u16) -> Result<SocketAddr> {
+    let host = match server_ip {
+        Some(ip) => ip.to_string(),
         None => host_part(dest).to_string(),
     };
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let mut addrs = tokio::net::lookup_host((host.as_str(), line.port))
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
         .with_context(|| format!("cannot resolve {host}"))?;
     addrs

@@ -1,5 +1,8 @@
 //! `abide server ...`: the daemon, the bootstrap and the stdio relay.
 
+use std::io::Write;
+use std::time::Duration;
+
 use anyhow::{bail, Result};
 
 use crate::cli::ServerArgs;
@@ -17,5 +20,36 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
     if args.stdio {
         return crate::server::stdio::run().await;
     }
-    bail!("abide server needs one of --daemon, --bootstrap, --stdio")
+    if args.probe_udp {
+        return probe_udp(args).await;
+    }
+    bail!("abide server needs one of --daemon, --bootstrap, --stdio, --probe-udp")
+}
+
+/// How long `--probe-udp` waits for the client's handshake.
+const PROBE_WAIT: Duration = Duration::from_secs(15);
+
+async fn probe_udp(args: ServerArgs) -> Result<i32> {
+    use crate::transport::quic_probe::{ProbeLine, Responder};
+    let range = match &args.udp_ports {
+        Some(r) => crate::config::parse_port_range(r)?,
+        None => Config::load()?.udp_ports,
+    };
+    let responder = Responder::bind(range)?;
+    let line = ProbeLine {
+        port: responder.port,
+        fingerprint: responder.fingerprint.clone(),
+        server_ip: crate::server::bootstrap::ssh_server_ip(),
+    };
+    {
+        // The client acts on the line while we wait: it must not sit in a buffer.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", line.render())?;
+        out.flush()?;
+    }
+    Ok(if responder.answer_one(PROBE_WAIT).await {
+        0
+    } else {
+        1
+    })
 }

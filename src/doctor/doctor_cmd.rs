@@ -109,8 +109,13 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     }
 
     if let (Some(host), false) = (&args.host, args.no_remote) {
-        let server_interval = server_checks(&mut report, &ssh, host, args.fix, effective.as_ref())?;
-        let mut path = vec![udp::check(host, udp::probe_udp(host))];
+        let (server_interval, abide) =
+            server_checks(&mut report, &ssh, host, args.fix, effective.as_ref())?;
+        let probe = match &abide {
+            Some(path) => udp::probe_udp(&ssh, host, path),
+            None => Err("abide is not installed there".to_string()),
+        };
+        let mut path = vec![udp::check(host, probe)];
         if let Some(durations) = durations {
             let interval = effective
                 .as_ref()
@@ -364,7 +369,7 @@ fn server_checks(
     host: &str,
     fixing: bool,
     effective: Option<&Effective>,
-) -> anyhow::Result<Option<u64>> {
+) -> anyhow::Result<(Option<u64>, Option<String>)> {
     let title = format!("server {host} (over ssh)");
     let r = match remote::run(ssh, host)? {
         Ok(r) => r,
@@ -381,7 +386,7 @@ fn server_checks(
                     advice,
                 )],
             );
-            return Ok(None);
+            return Ok((None, None));
         }
     };
     let mut checks = vec![remote::abide_check(&r, host, env!("CARGO_PKG_VERSION"))];
@@ -410,7 +415,7 @@ fn server_checks(
         );
     }
     report.section(&title, checks);
-    Ok(ca.map(|c| c.interval))
+    Ok((ca.map(|c| c.interval), remote::abide_path(&r)))
 }
 
 #[cfg(test)]

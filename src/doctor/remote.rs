@@ -151,6 +151,16 @@ pub fn run(ssh_cmd: &Ssh, host: &str) -> anyhow::Result<Result<Remote, String>> 
     Ok(Ok(remote))
 }
 
+/// Where abide is on the server (on the PATH or not), if anywhere.
+pub fn abide_path(remote: &Remote) -> Option<String> {
+    let section = remote.section_text("abide");
+    let first = section.lines().next().unwrap_or("");
+    first
+        .strip_prefix("path ")
+        .or_else(|| first.strip_prefix("offpath "))
+        .map(|p| p.trim().to_string())
+}
+
 /// abide on the server: present, on the PATH ssh commands get, same version.
 pub fn abide_check(remote: &Remote, host: &str, local_version: &str) -> Check {
     let id = "server.abide";

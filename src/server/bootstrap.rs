@@ -128,6 +128,14 @@ impl ConnectLine {
     }
 }
 
+/// The server's address as the ssh connection we run under reached it: the
+/// address a UDP client should use, whatever name or alias ssh resolved.
+pub fn ssh_server_ip() -> Option<String> {
+    std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|c| c.split_whitespace().nth(2).map(str::to_string))
+}
+
 /// `abide server --bootstrap` itself.
 pub async fn run(args: ServerArgs) -> Result<i32> {
     let cfg = crate::config::Config::load()?;
@@ -174,9 +182,7 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
         Down::Error { message, .. } => bail!("{message}"),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     };
-    let server_ip = std::env::var("SSH_CONNECTION")
-        .ok()
-        .and_then(|c| c.split_whitespace().nth(2).map(str::to_string));
+    let server_ip = ssh_server_ip();
     let line = ConnectLine {
         version: crate::proto::frame::PROTOCOL_VERSION,
         port: g.port,

@@ -4,5 +4,6 @@
 
 pub mod framed;
 pub mod quic;
+pub mod quic_probe;
 pub mod ssh_stdio;
 pub mod unix;

@@ -30,7 +30,7 @@ const ALPN: &[u8] = b"abide/1";
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-abide-session-proof-v1";
 /// What the server side presents in its certificate; the client checks the
 /// fingerprint, never the name.
-const CERT_NAME: &str = "abide";
+pub(crate) const CERT_NAME: &str = "abide";
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -101,32 +101,38 @@ fn bind_udp(range: (u16, u16)) -> Result<std::net::UdpSocket> {
     ))
 }
 
+/// A QUIC server endpoint on a port of `range`, with a fresh self-signed
+/// certificate: the endpoint, its port and the certificate's fingerprint.
+pub(crate) fn bind_server(range: (u16, u16)) -> Result<(quinn::Endpoint, u16, String)> {
+    let certified = rcgen::generate_simple_self_signed(vec![CERT_NAME.to_string()])
+        .context("cannot make the QUIC certificate")?;
+    let cert_der = CertificateDer::from(certified.cert.der().to_vec());
+    let fingerprint = sha256_hex(&cert_der);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der], key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    server.transport_config(transport_config(Duration::from_secs(60)));
+    server.migration(true);
+    let socket = bind_udp(range)?;
+    let port = socket.local_addr()?.port();
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    Ok((endpoint, port, fingerprint))
+}
+
 impl ServerEndpoint {
     pub fn start(daemon: Arc<Daemon>, range: (u16, u16)) -> Result<ServerEndpoint> {
-        let certified = rcgen::generate_simple_self_signed(vec![CERT_NAME.to_string()])
-            .context("cannot make the QUIC certificate")?;
-        let cert_der = CertificateDer::from(certified.cert.der().to_vec());
-        let fingerprint = sha256_hex(&cert_der);
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            certified.signing_key.serialize_der(),
-        ));
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(vec![cert_der], key)?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        let mut server =
-            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-        server.transport_config(transport_config(Duration::from_secs(60)));
-        server.migration(true);
-        let socket = bind_udp(range)?;
-        let port = socket.local_addr()?.port();
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
+        let (endpoint, port, fingerprint) = bind_server(range)?;
         tracing::info!(port, %fingerprint, "QUIC endpoint listening");
         let ep = endpoint.clone();
         tokio::spawn(async move {
@@ -235,7 +241,10 @@ pub struct Target {
     pub secret: [u8; 32],
 }
 
-fn client_config(fingerprint: &str, mismatch: Arc<AtomicBool>) -> Result<quinn::ClientConfig> {
+pub(crate) fn client_config(
+    fingerprint: &str,
+    mismatch: Arc<AtomicBool>,
+) -> Result<quinn::ClientConfig> {
     let provider = provider();
     let verifier = PinnedCert {
         fingerprint: fingerprint.to_string(),
