@@ -112,8 +112,8 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
         let (server_interval, abide) =
             server_checks(&mut report, &ssh, host, args.fix, effective.as_ref())?;
         let probe = match &abide {
-            Some(path) => udp::probe_udp(&ssh, host, path),
-            None => Err("abide is not installed there".to_string()),
+            Ok(path) => udp::probe_udp(&ssh, host, path),
+            Err(why) => Err(why.clone()),
         };
         let mut path = vec![udp::check(host, probe)];
         if let Some(durations) = durations {
@@ -369,7 +369,7 @@ fn server_checks(
     host: &str,
     fixing: bool,
     effective: Option<&Effective>,
-) -> anyhow::Result<(Option<u64>, Option<String>)> {
+) -> anyhow::Result<(Option<u64>, Result<String, String>)> {
     let title = format!("server {host} (over ssh)");
     let r = match remote::run(ssh, host)? {
         Ok(r) => r,
@@ -386,7 +386,7 @@ fn server_checks(
                     advice,
                 )],
             );
-            return Ok((None, None));
+            return Ok((None, Err("the server could not be reached over ssh".into())));
         }
     };
     let mut checks = vec![remote::abide_check(&r, host, env!("CARGO_PKG_VERSION"))];
@@ -415,7 +415,8 @@ fn server_checks(
         );
     }
     report.section(&title, checks);
-    Ok((ca.map(|c| c.interval), remote::abide_path(&r)))
+    let abide = remote::abide_path(&r).ok_or_else(|| "abide is not installed there".to_string());
+    Ok((ca.map(|c| c.interval), abide))
 }
 
 #[cfg(test)]

@@ -146,7 +146,17 @@ impl Client {
 
 /// The output must be exactly the program's lines, in order, once each, and
 /// each typed line echoed exactly once.
+/// `out` is exactly LINE 1..=lines, with each typed line's `GOT:` answer
+/// somewhere in between, once, in the order typed.
 pub fn check_exact(out: &str, lines: u32, typed: &[&str]) {
+    let positions: Vec<usize> = typed
+        .iter()
+        .map(|t| out.find(&format!("GOT:{t}\r\n")).unwrap_or(usize::MAX))
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "typed lines {typed:?} must arrive in order:\n{out}"
+    );
     let mut rest = out.replacen("GOT:end\r\n", "", 1);
     for t in typed {
         let got_line = format!("GOT:{t}\r\n");
