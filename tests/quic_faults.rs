@@ -34,7 +34,9 @@ async fn scenario(
 
     fault(&proxy).await;
     // Three separate keystroke chunks while the path is down.
-    let typed: Vec<String> = (1..=3).map(|i| format!("typed-{i}-during-{name}")).collect();
+    let typed: Vec<String> = (1..=3)
+        .map(|i| format!("typed-{i}-during-{name}"))
+        .collect();
     for t in &typed {
         client.type_line(t).await;
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -90,7 +90,16 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
 
 pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
     match place(args.target)? {
-        Place::Local(name) => local::attach_local(Target::Existing(name)).await,
+        Place::Local(Some(name)) => local::attach_local(Target::Existing(Some(name.clone())))
+            .await
+            .map_err(|e| match e.to_string().starts_with("no session named") {
+                // The word may have been meant as a host: say how to write one.
+                true => anyhow::anyhow!(
+                    "no session named '{name}' here (for a host, write '{name}:' or '{name}:NAME')"
+                ),
+                false => e,
+            }),
+        Place::Local(None) => local::attach_local(Target::Existing(None)).await,
         Place::Remote { host, session } => {
             let spec = BootstrapSpec {
                 session: session.as_deref(),
