@@ -112,17 +112,22 @@ pub fn write_terminal(bytes: &[u8]) -> Result<()> {
     out.flush().context("writing to the terminal")
 }
 
+/// Where the terminal's bytes go (stdout, or a test's buffer).
+pub type OutputSink = Box<dyn FnMut(&[u8]) -> Result<()> + Send>;
+/// Sees the program's output bytes after they were written.
+pub type OutputTap = Box<dyn FnMut(&[u8]) + Send>;
+
 /// Where a driver's keystrokes come from and its output goes.
 pub struct ClientIo {
     pub input: mpsc::Receiver<Vec<u8>>,
-    pub output: Box<dyn FnMut(&[u8]) -> Result<()> + Send>,
+    pub output: OutputSink,
     pub size: WinSize,
     /// A real terminal: follow SIGWINCH, end on SIGTERM/SIGHUP/SIGQUIT, draw the banner.
     pub terminal: bool,
     /// Messages for the status line (the demo narrates its faults here).
     pub notices: Option<mpsc::Receiver<String>>,
     /// Sees the program's output bytes (never the banner's), in order.
-    pub tap: Option<Box<dyn FnMut(&[u8]) + Send>>,
+    pub tap: Option<OutputTap>,
 }
 
 /// Attaches this terminal to a session and runs until detach, exit or quit.
@@ -144,7 +149,7 @@ pub async fn run_tapped(
     connector: Arc<dyn Connector>,
     target: Target,
     notices: Option<mpsc::Receiver<String>>,
-    tap: Option<Box<dyn FnMut(&[u8]) + Send>>,
+    tap: Option<OutputTap>,
 ) -> Result<Outcome> {
     if !tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' to start a session without one)");

@@ -98,14 +98,7 @@ pub fn run_with_timeout(mut cmd: Command, stdin: &str, limit: Duration) -> anyho
         }
         if Instant::now() >= deadline {
             timed_out = true;
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -117,6 +110,19 @@ pub fn run_with_timeout(mut cmd: Command, stdin: &str, limit: Duration) -> anyho
         stderr: err_reader.join().unwrap_or_default(),
         timed_out,
     })
+}
+
+/// Kills `child`, started as the leader of its own process group, and all it
+/// started (ProxyCommand, ProxyJump), then reaps it.
+pub fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn reader(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<String> {

@@ -130,13 +130,7 @@ fn end(child: &mut Child) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let _ = child.wait();
+    super::ssh::kill_group(child);
 }
 
 pub fn check(host: &str, probe: Result<UdpProbe, String>) -> Check {

@@ -275,15 +275,26 @@ impl Drop for QuicOwner {
 
 /// One connection attempt, on a fresh UDP socket: a new source port is a new
 /// NAT mapping, which also gets past a middlebox that black-holed the old flow.
-pub async fn connect(target: &Target) -> Result<Link> {
-    let bind: SocketAddr = if target.addr.is_ipv6() {
+/// A client endpoint on a fresh UDP socket of `to`'s address family, pinned
+/// to `fingerprint`; the flag is set when a handshake fails on a certificate
+/// that is not the pinned one.
+pub(crate) fn client_endpoint(
+    to: SocketAddr,
+    fingerprint: &str,
+) -> Result<(quinn::Endpoint, Arc<AtomicBool>)> {
+    let bind: SocketAddr = if to.is_ipv6() {
         "[::]:0".parse()?
     } else {
         "0.0.0.0:0".parse()?
     };
     let mut endpoint = quinn::Endpoint::client(bind).context("cannot open a UDP socket")?;
     let mismatch = Arc::new(AtomicBool::new(false));
-    endpoint.set_default_client_config(client_config(&target.fingerprint, mismatch.clone())?);
+    endpoint.set_default_client_config(client_config(fingerprint, mismatch.clone())?);
+    Ok((endpoint, mismatch))
+}
+
+pub async fn connect(target: &Target) -> Result<Link> {
+    let (endpoint, mismatch) = client_endpoint(target.addr, &target.fingerprint)?;
     let connecting = endpoint.connect(target.addr, CERT_NAME)?;
     let conn = match connecting.await {
         Ok(c) => c,

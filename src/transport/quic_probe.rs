@@ -10,13 +10,11 @@
 //! served over the connection: the handshake is the whole answer.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::quic::{bind_server, client_config, CERT_NAME};
+use super::quic::{bind_server, client_endpoint, CERT_NAME};
 
 /// First word of the probe's line in ssh's output.
 pub const PROBE_TAG: &str = "ABIDE-UDP-PROBE";
@@ -107,14 +105,7 @@ pub struct ProbeResult {
 
 /// The client half: a pinned handshake to `addr`, given up after `limit`.
 pub async fn probe(addr: SocketAddr, fingerprint: &str, limit: Duration) -> Result<ProbeResult> {
-    let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0".parse()?
-    } else {
-        "0.0.0.0:0".parse()?
-    };
-    let mut endpoint = quinn::Endpoint::client(bind).context("cannot open a UDP socket")?;
-    let mismatch = Arc::new(AtomicBool::new(false));
-    endpoint.set_default_client_config(client_config(fingerprint, mismatch.clone())?);
+    let (endpoint, mismatch) = client_endpoint(addr, fingerprint)?;
     let started = Instant::now();
     let connecting = endpoint.connect(addr, CERT_NAME)?;
     let conn = match tokio::time::timeout(limit, connecting).await {
