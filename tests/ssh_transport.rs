@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use abide::cli::TransportChoice;
 use abide::client::remote::{QuicConnector, RemoteConnector, SharedRemote};
+use abide::client::transport_memory::TransportMemory;
 use abide::faultproxy::{FaultProxy, TcpFaultProxy};
 use abide::transport::ssh_stdio::SshTarget;
 use common::remote::{bootstrap, check_exact, program, quic_target, start_client};
@@ -141,6 +142,7 @@ async fn setup(lines: u32, interval_ms: u32, upgrade_every: Duration) -> Setup {
         ssh,
         TransportChoice::Auto,
         format!("test-{}", line.session_id),
+        TransportMemory::at(rt.scratch().join("transports.toml")),
     );
     remote.upgrade_every = upgrade_every;
     Setup {
@@ -196,6 +198,9 @@ async fn udp_blocked_session_runs_over_ssh_through_blackhole_and_reset() {
         0,
         "no UDP got through"
     );
+    // Next time, this host goes straight to ssh (the memory is the test's own).
+    let memory = TransportMemory::at(s.rt.scratch().join("transports.toml"));
+    assert!(memory.prefers_ssh(&s.remote.host_key));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,4 +227,6 @@ async fn session_moves_to_quic_when_udp_comes_back() {
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );
+    let memory = TransportMemory::at(s.rt.scratch().join("transports.toml"));
+    assert_eq!(memory.get(&s.remote.host_key).unwrap().transport, "udp");
 }

@@ -276,6 +276,7 @@ pub struct RemoteConnector {
     pub choice: crate::cli::TransportChoice,
     /// Key for the per-host transport memory.
     pub host_key: String,
+    memory: crate::client::transport_memory::TransportMemory,
     mode: std::sync::Mutex<Mode>,
     notice: std::sync::Mutex<Option<String>>,
     /// The first ssh connect may prompt (it happens before raw mode).
@@ -314,12 +315,13 @@ impl RemoteConnector {
         ssh: crate::transport::ssh_stdio::SshTarget,
         choice: crate::cli::TransportChoice,
         host_key: String,
+        memory: crate::client::transport_memory::TransportMemory,
     ) -> Self {
         use crate::cli::TransportChoice as T;
         let mode = match choice {
             T::Udp => Mode::Quic,
             T::Ssh => Mode::Ssh,
-            T::Auto if crate::client::transport_memory::prefers_ssh(&host_key) => Mode::Ssh,
+            T::Auto if memory.prefers_ssh(&host_key) => Mode::Ssh,
             T::Auto => Mode::Undecided,
         };
         let notice = (choice == T::Auto && mode == Mode::Ssh).then(|| {
@@ -331,6 +333,7 @@ impl RemoteConnector {
             ssh,
             choice,
             host_key,
+            memory,
             mode: std::sync::Mutex::new(mode),
             notice: std::sync::Mutex::new(notice),
             interactive_used: std::sync::atomic::AtomicBool::new(false),
@@ -397,7 +400,7 @@ impl Connector for SharedRemote {
                         me.set_mode(Mode::Ssh);
                         *me.notice.lock().unwrap() =
                             Some("abide: no UDP reply; carrying on over ssh".into());
-                        crate::client::transport_memory::remember(&me.host_key, "ssh");
+                        me.memory.remember(&me.host_key, "ssh");
                         Ok(link)
                     }));
                 }
@@ -419,7 +422,7 @@ impl Connector for SharedRemote {
                 match quic {
                     Ok(Ok(link)) => {
                         me.set_mode(Mode::Quic);
-                        crate::client::transport_memory::remember(&me.host_key, "udp");
+                        me.memory.remember(&me.host_key, "udp");
                         Ok(link)
                     }
                     // A wrong certificate is an attack or a misconfiguration, not a blocked port.
@@ -432,7 +435,7 @@ impl Connector for SharedRemote {
                             me.quic.target.addr,
                             AUTO_UDP_WAIT.as_secs_f64()
                         ));
-                        crate::client::transport_memory::remember(&me.host_key, "ssh");
+                        me.memory.remember(&me.host_key, "ssh");
                         Ok(link)
                     }
                 }
@@ -486,7 +489,7 @@ impl Connector for SharedRemote {
             me.set_mode(Mode::Quic);
             *me.notice.lock().unwrap() =
                 Some("abide: UDP gets through again; moved the session to QUIC".into());
-            crate::client::transport_memory::remember(&me.host_key, "udp");
+            me.memory.remember(&me.host_key, "udp");
             Ok(link)
         }))
     }

@@ -71,6 +71,7 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
         ssh,
         opts.transport,
         host.to_string(),
+        crate::client::transport_memory::TransportMemory::default_location(),
     );
     let conn = Arc::new(r::SharedRemote(Arc::new(remote)));
     let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
