@@ -99,10 +99,11 @@ impl Reader {
             // Search the new bytes plus the tail of the old ones (a marker
             // may straddle two reads).
             let keep = self.tail.len().min(pat.len());
-            let mut window = self.tail.split_off(self.tail.len() - keep);
+            let mut window = self.tail[self.tail.len() - keep..].to_vec();
             window.extend_from_slice(&self.buf[..n]);
             let found = re.is_match(&window);
-            self.tail = window;
+            // The last 4 KiB, for the message when the terminal closes early.
+            self.tail.extend_from_slice(&self.buf[..n]);
             if self.tail.len() > 4096 {
                 self.tail.drain(..self.tail.len() - 4096);
             }
