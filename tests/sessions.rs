@@ -533,3 +533,30 @@ fn bad_session_name_is_refused() {
         "no daemon started for a bad name"
     );
 }
+
+/// A daemon exits when its last session ends; commands that reach it at that
+/// moment must go to the next daemon, not fail with a reset connection.
+#[test]
+fn commands_racing_an_exiting_daemon_do_not_fail() {
+    let rt = Rt::new();
+    for round in 0..6 {
+        // A session that ends by itself a moment from now, taking the daemon with it.
+        rt.ok(&["new", "-d", "--", "sleep", "0.3"]);
+        let until = Instant::now() + Duration::from_millis(900);
+        while Instant::now() < until {
+            rt.ok(&["ls"]);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // And a new session right as it goes.
+        rt.ok(&[
+            "new",
+            "-d",
+            "-s",
+            &format!("r{round}"),
+            "--",
+            "sleep",
+            "0.25",
+        ]);
+        std::thread::sleep(Duration::from_millis(150 + 40 * round));
+    }
+}

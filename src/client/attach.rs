@@ -51,18 +51,40 @@ impl Outcome {
 /// Makes the first link and attaches, so that errors such as "no session
 /// named x" are reported before the terminal goes raw.
 async fn first_attach(connector: &dyn Connector, core: &mut ClientCore) -> Result<Link> {
+    let mut attempt = 1;
+    loop {
+        match try_first_attach(connector, core).await {
+            Err(e)
+                if attempt < connector.first_attach_attempts()
+                    && crate::server::launch::daemon_went_away(&e) =>
+            {
+                attempt += 1;
+                core.link_down(Instant::now());
+            }
+            Ok(Ok(link)) => return Ok(link),
+            Ok(Err(refusal)) => return Err(refusal),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `Err`: the link failed; `Ok(Err)`: the server answered with a refusal.
+async fn try_first_attach(
+    connector: &dyn Connector,
+    core: &mut ClientCore,
+) -> Result<Result<Link>> {
     let mut link = connector.connect().await?;
     let now = Instant::now();
     send_hello(&mut link, core, now).await?;
     let frame = tokio::time::timeout(Duration::from_secs(10), link.rx.next::<Down>())
         .await
         .context("the server did not answer the attach within 10 s")??
-        .context("the server closed the connection before attaching")?;
+        .context(crate::server::launch::CLOSED_WITHOUT_ANSWER)?;
     if let Down::Error { message, .. } = &frame {
-        bail!("{message}");
+        return Ok(Err(anyhow::anyhow!("{message}")));
     }
     core.on_frame(frame, Instant::now())?;
-    Ok(link)
+    Ok(Ok(link))
 }
 
 async fn send_hello(link: &mut Link, core: &mut ClientCore, now: Instant) -> Result<()> {

@@ -30,6 +30,11 @@ pub trait Connector: Send + Sync {
     /// Like [`connect`](Self::connect), told how long the link has been lost
     /// (a connector may widen its search the longer it lasts). `None`: nothing
     /// worth starting right now (e.g. the one ssh attempt allowed is running).
+    /// How many times the very first attach is tried when the link fails
+    /// before any answer.
+    fn first_attach_attempts(&self) -> usize {
+        1
+    }
     fn connect_while_lost(&self, _lost_for: Duration) -> Option<LinkFuture> {
         Some(self.connect())
     }
@@ -47,15 +52,30 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// The local daemon's socket. It only goes away with the daemon.
+/// The local daemon, in its runtime directory.
 pub struct Local {
-    pub socket: PathBuf,
+    pub runtime_dir: PathBuf,
+    /// Start a daemon when none runs (a new session needs one; attaching to
+    /// an existing session does not).
+    pub start: bool,
 }
 
 impl Connector for Local {
     fn connect(&self) -> LinkFuture {
-        let socket = self.socket.clone();
-        Box::pin(async move { Ok(crate::transport::unix::connect(&socket).await?) })
+        let rt = self.runtime_dir.clone();
+        let start = self.start;
+        Box::pin(async move {
+            if start {
+                return crate::server::launch::connect_or_start(&rt).await;
+            }
+            let socket = crate::paths::socket_path(&rt);
+            Ok(crate::transport::unix::connect(&socket).await?)
+        })
+    }
+    /// A daemon that is exiting may take the connection and close it: the
+    /// first attach then goes to the next daemon (started by the command).
+    fn first_attach_attempts(&self) -> usize {
+        crate::server::launch::ATTEMPTS
     }
     fn timing(&self) -> Timing {
         Timing::LOCAL

@@ -45,10 +45,8 @@ fn new_session(name: Option<String>, command: Vec<String>) -> NewSession {
 
 pub async fn attach_local(target: Target) -> Result<i32> {
     let rt = paths::runtime_dir()?;
-    if matches!(target, Target::Create(_)) {
-        // Make sure a daemon runs; `attach::run` then connects through the connector.
-        drop(launch::connect_or_start(&rt).await?);
-    } else if launch::connect_existing(&rt).await?.is_none() {
+    let create = matches!(target, Target::Create(_));
+    if !create && launch::connect_existing(&rt).await?.is_none() {
         match &target {
             Target::Existing(Some(name)) => {
                 bail!("no session named '{name}' (the abide daemon is not running)")
@@ -57,7 +55,8 @@ pub async fn attach_local(target: Target) -> Result<i32> {
         }
     }
     let conn = Arc::new(connector::Local {
-        socket: paths::socket_path(&rt),
+        runtime_dir: rt,
+        start: create,
     });
     let outcome = attach::run(conn, target).await?;
     Ok(outcome.report())
@@ -73,7 +72,6 @@ pub async fn new(args: NewArgs) -> Result<i32> {
     }
     // Detached: create through a short attach, then detach at once.
     let rt = paths::runtime_dir()?;
-    let mut link = launch::connect_or_start(&rt).await?;
     let req = AttachRequest {
         target: Target::Create(spec),
         client_id: crate::server::daemon::rand_u64(),
@@ -84,7 +82,15 @@ pub async fn new(args: NewArgs) -> Result<i32> {
             Default::default()
         },
     };
-    match unix::request(&mut link, Request::Attach(req)).await? {
+    let mut attempt = 1;
+    let (mut link, reply) = loop {
+        let mut link = launch::connect_or_start(&rt).await?;
+        match unix::request(&mut link, Request::Attach(req.clone())).await {
+            Err(e) if attempt < launch::ATTEMPTS && launch::daemon_went_away(&e) => attempt += 1,
+            r => break (link, r?),
+        }
+    };
+    match reply {
         Down::Attached(a) => {
             link.tx.send(&Up::Detach).await?;
             eprintln!("abide: started session '{}'", a.name);
@@ -97,10 +103,16 @@ pub async fn new(args: NewArgs) -> Result<i32> {
 
 async fn control(req: Request) -> Result<Option<Down>> {
     let rt = paths::runtime_dir()?;
-    let Some(mut link) = launch::connect_existing(&rt).await? else {
-        return Ok(None);
-    };
-    Ok(Some(unix::request(&mut link, req).await?))
+    let mut attempt = 1;
+    loop {
+        let Some(mut link) = launch::connect_existing(&rt).await? else {
+            return Ok(None);
+        };
+        match unix::request(&mut link, req.clone()).await {
+            Err(e) if attempt < launch::ATTEMPTS && launch::daemon_went_away(&e) => attempt += 1,
+            r => return r.map(Some),
+        }
+    }
 }
 
 pub async fn list_local() -> Result<Vec<SessionInfo>> {
@@ -113,9 +125,6 @@ pub async fn list_local() -> Result<Vec<SessionInfo>> {
 }
 
 pub async fn ls(args: LsArgs) -> Result<i32> {
-    if args.host.is_some() {
-        bail!("remote ls is being built");
-    }
     let sessions = list_local().await?;
     print_sessions(&sessions, args.json)?;
     Ok(0)

@@ -258,7 +258,7 @@ pub fn run_blocking(cfg: Config) -> Result<()> {
         )?;
         tracing::info!(pid = std::process::id(), socket = %sock.display(), "daemon listening");
         let daemon = Daemon::new(cfg, rt.clone());
-        let result = serve(daemon, listener).await;
+        let result = serve(daemon, listener, &sock).await;
         let _ = std::fs::remove_file(&sock);
         let _ = std::fs::remove_file(paths::pid_path(&rt));
         tracing::info!("daemon exiting");
@@ -266,7 +266,11 @@ pub fn run_blocking(cfg: Config) -> Result<()> {
     })
 }
 
-async fn serve(daemon: Arc<Daemon>, listener: tokio::net::UnixListener) -> Result<()> {
+async fn serve(
+    daemon: Arc<Daemon>,
+    listener: tokio::net::UnixListener,
+    sock: &std::path::Path,
+) -> Result<()> {
     let started = Instant::now();
     let mut shutdown = daemon.shutdown.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -306,6 +310,11 @@ async fn serve(daemon: Arc<Daemon>, listener: tokio::net::UnixListener) -> Resul
             }
         }
     }
+    // Stop taking connections at once: a command that comes now finds no
+    // socket and starts the next daemon (once our lock is released) instead
+    // of waiting in the backlog of one that is going away.
+    let _ = std::fs::remove_file(sock);
+    drop(listener);
     // Give channels a moment to deliver their last frames after kill-server.
     let deadline = Instant::now() + Duration::from_secs(2);
     while daemon.channels.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {

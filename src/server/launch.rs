@@ -24,10 +24,15 @@ async fn try_stream(rt: &Path) -> Result<Option<tokio::net::UnixStream>> {
     let sock = paths::socket_path(rt);
     match tokio::net::UnixStream::connect(&sock).await {
         Ok(s) => Ok(Some(s)),
+        // A daemon that is exiting (no sessions left) refuses or resets
+        // connections: for the caller that is the same as no daemon.
         Err(e)
             if matches!(
                 e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
             ) =>
         {
             Ok(None)
@@ -42,10 +47,17 @@ pub async fn connect_stream_or_start(rt: &Path) -> Result<tokio::net::UnixStream
         return Ok(s);
     }
     start_daemon(rt)?;
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut started = Instant::now();
+    let deadline = started + Duration::from_secs(5);
     loop {
         if let Some(s) = try_stream(rt).await? {
             return Ok(s);
+        }
+        // The one we started finds the lock still held by a daemon that is
+        // on its way out, and gives up: start another once that one is gone.
+        if started.elapsed() > Duration::from_millis(300) {
+            start_daemon(rt)?;
+            started = Instant::now();
         }
         if Instant::now() > deadline {
             bail!(
@@ -100,3 +112,28 @@ pub fn detach_from_terminal() -> Result<()> {
         }
     }
 }
+
+/// Whether `e` says the daemon went away mid-request (it was exiting, having
+/// no sessions left) rather than that it refused something: then the request
+/// can go to the next daemon, since nothing the old one did survives it.
+pub fn daemon_went_away(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::ConnectionRefused
+            )
+        })
+    }) || e.to_string().contains(CLOSED_WITHOUT_ANSWER)
+}
+
+/// What `unix::request` says when the daemon closed the connection unanswered.
+pub const CLOSED_WITHOUT_ANSWER: &str = "the abide daemon closed the connection";
+
+/// How many times a request is sent to a daemon that keeps going away.
+pub const ATTEMPTS: usize = 3;

@@ -40,6 +40,6 @@ pub async fn request(link: &mut Link, req: Request) -> Result<Down> {
         ),
         Ok(r) => r
             .context("talking to the abide daemon")?
-            .context("the abide daemon closed the connection"),
+            .context(crate::server::launch::CLOSED_WITHOUT_ANSWER),
     }
 }
