@@ -99,8 +99,25 @@ fn snapshot_after_ring_overflow_restores_screen_and_scrollback() {
     // Started without a TTY, so the session has the default size 24x80.
     rt.ok(&["new", "-d", "-s", "big", "--", "sh", "-c", &script]);
     wait_for_file(&done);
-    let info = rt.ls_json();
+    // The program has written everything; wait until the daemon has read it
+    // all from the PTY (a loaded machine may lag a little).
+    let written: u64 = (1..=n)
+        .map(|i| format!("LINE {i}\r\n").len() as u64)
+        .sum::<u64>()
+        + 3;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let info = rt.ls_json();
+        if info[0]["output_bytes"].as_u64() == Some(written) || Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let bytes = info[0]["output_bytes"].as_u64().unwrap();
+    assert_eq!(
+        bytes, written,
+        "the daemon logged every byte the program wrote"
+    );
     assert!(bytes > 4 * 4096, "output must overflow the ring: {bytes}");
     assert_eq!(
         (info[0]["rows"].as_u64(), info[0]["cols"].as_u64()),
