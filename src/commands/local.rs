@@ -9,7 +9,6 @@ use crate::client::{attach, connector, tty};
 use crate::paths;
 use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionInfo, Target, Up};
 use crate::server::launch;
-use crate::transport::unix;
 
 /// Environment a new session takes from the client that creates it.
 pub fn client_env() -> Vec<(String, String)> {
@@ -82,14 +81,9 @@ pub async fn new(args: NewArgs) -> Result<i32> {
             Default::default()
         },
     };
-    let mut attempt = 1;
-    let (mut link, reply) = loop {
-        let mut link = launch::connect_or_start(&rt).await?;
-        match unix::request(&mut link, Request::Attach(req.clone())).await {
-            Err(e) if attempt < launch::ATTEMPTS && launch::daemon_went_away(&e) => attempt += 1,
-            r => break (link, r?),
-        }
-    };
+    let (mut link, reply) = launch::request(&rt, Request::Attach(req), true)
+        .await?
+        .expect("a daemon was started");
     match reply {
         Down::Attached(a) => {
             link.tx.send(&Up::Detach).await?;
@@ -103,16 +97,9 @@ pub async fn new(args: NewArgs) -> Result<i32> {
 
 async fn control(req: Request) -> Result<Option<Down>> {
     let rt = paths::runtime_dir()?;
-    let mut attempt = 1;
-    loop {
-        let Some(mut link) = launch::connect_existing(&rt).await? else {
-            return Ok(None);
-        };
-        match unix::request(&mut link, req.clone()).await {
-            Err(e) if attempt < launch::ATTEMPTS && launch::daemon_went_away(&e) => attempt += 1,
-            r => return r.map(Some),
-        }
-    }
+    Ok(launch::request(&rt, req, false)
+        .await?
+        .map(|(_, down)| down))
 }
 
 pub async fn list_local() -> Result<Vec<SessionInfo>> {

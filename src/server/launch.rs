@@ -137,3 +137,29 @@ pub const CLOSED_WITHOUT_ANSWER: &str = "the abide daemon closed the connection"
 
 /// How many times a request is sent to a daemon that keeps going away.
 pub const ATTEMPTS: usize = 3;
+
+/// Sends one request to the daemon (starting one first when `start`), and
+/// again to the next daemon when the one reached went away unanswered.
+/// Returns the link, for what follows the reply; `None` when no daemon runs
+/// and `start` is false.
+pub async fn request(
+    rt: &Path,
+    req: crate::proto::frame::Request,
+    start: bool,
+) -> Result<Option<(Link, crate::proto::frame::Down)>> {
+    let mut attempt = 1;
+    loop {
+        let mut link = if start {
+            connect_or_start(rt).await?
+        } else {
+            match connect_existing(rt).await? {
+                Some(link) => link,
+                None => return Ok(None),
+            }
+        };
+        match unix::request(&mut link, req.clone()).await {
+            Err(e) if attempt < ATTEMPTS && daemon_went_away(&e) => attempt += 1,
+            reply => return reply.map(|down| Some((link, down))),
+        }
+    }
+}
