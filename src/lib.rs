@@ -12,6 +12,9 @@ pub mod doctor;
 pub mod faultproxy;
 pub mod logging;
 pub mod paths;
-pub mod proto;
 pub mod server;
 pub mod transport;
+
+/// The sans-IO core lives in its own crate (`crates/abide-proto`) so that the
+/// compiler keeps it free of tokio and sockets; `crate::proto` names it here.
+pub use abide_proto as proto;

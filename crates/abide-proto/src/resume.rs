@@ -380,7 +380,7 @@ impl ClientCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::frame::Attached;
+    use crate::frame::Attached;
 
     fn core(now: Instant) -> ClientCore {
         ClientCore::new(
