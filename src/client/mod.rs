@@ -2,9 +2,11 @@
 //! that keeps one session shown across any number of links.
 
 pub mod attach;
+pub mod away;
 pub mod banner;
 pub mod connector;
 pub mod escape;
 pub mod remote;
 pub mod transport_memory;
+pub mod watch;
 pub mod tty;

@@ -61,6 +61,34 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
     })
 }
 
+/// In the daemon: a grant that names no session, for `abide watch HOST`.
+pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result<Grant, Refusal> {
+    let mut quic = daemon.quic.lock().await;
+    if quic.is_none() {
+        let ep = crate::transport::quic::ServerEndpoint::start(daemon.clone(), port_range)
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        *quic = Some(ep);
+    }
+    let ep = quic.as_ref().expect("endpoint just started");
+    let grant_id = random::<16>();
+    let secret = random::<32>();
+    daemon.grants.lock().unwrap().insert(
+        grant_id,
+        GrantEntry {
+            secret,
+            session_id: 0,
+        },
+    );
+    Ok(Grant {
+        session_id: 0,
+        session_name: "-".into(),
+        port: ep.port,
+        fingerprint: ep.fingerprint.clone(),
+        grant_id,
+        secret,
+    })
+}
+
 /// The parsed bootstrap line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectLine {
@@ -168,15 +196,15 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
     };
     let rt = crate::paths::runtime_dir()?;
     let mut link = crate::server::launch::connect_or_start(&rt).await?;
-    let reply = crate::transport::unix::request(
-        &mut link,
-        Request::Grant(GrantRequest {
+    let request = match args.watch {
+        true => Request::GrantWatch { port_range },
+        false => Request::Grant(GrantRequest {
             target,
             create_missing,
             port_range,
         }),
-    )
-    .await?;
+    };
+    let reply = crate::transport::unix::request(&mut link, request).await?;
     let g = match reply {
         Down::Granted(g) => g,
         Down::Error { message, .. } => bail!("{message}"),

@@ -38,6 +38,8 @@ pub struct Session {
     /// A duplicate of the PTY master for TIOCSWINSZ, so a resize never waits
     /// behind a write blocked on a program that does not read its input.
     resize_fd: OwnedFd,
+    /// Bells, notifications, quiet and expiry (see `server::attention`).
+    pub attention: crate::server::attention::SessionAttention,
 }
 
 struct State {
@@ -73,6 +75,7 @@ impl Drop for ClientGuard {
 pub struct Limits {
     pub ring_bytes: usize,
     pub scrollback_lines: usize,
+    pub attention: Arc<crate::server::attention::Hub>,
 }
 
 /// The user's login shell from the password database, as ssh and tmux use.
@@ -148,7 +151,7 @@ impl Session {
 
         let session = Arc::new(Session {
             id,
-            name,
+            name: name.clone(),
             command,
             pid,
             created: SystemTime::now(),
@@ -163,6 +166,11 @@ impl Session {
             exit_tx: watch::channel(None).0,
             writer: tokio::sync::Mutex::new(writer),
             resize_fd,
+            attention: crate::server::attention::SessionAttention::new(
+                limits.attention.clone(),
+                id,
+                &name,
+            ),
         });
         tokio::spawn(feed_model(
             Arc::downgrade(&session),
@@ -173,6 +181,7 @@ impl Session {
     }
 
     fn record(&self, bytes: &[u8]) {
+        self.attention.output(bytes, self.is_attached());
         let end = self.output.append(bytes);
         self.output_tx.send_replace(end);
     }
@@ -225,6 +234,10 @@ impl Session {
             generation,
             kicked,
         }
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.state.lock().unwrap().clients.is_empty()
     }
 
     pub fn input_applied(&self, client_id: u64) -> u64 {
@@ -371,6 +384,7 @@ async fn pump_output(
     };
     let code = status.map(exit_code).unwrap_or(1);
     tracing::info!(session = %session.name, code, "program exited");
+    session.attention.exited(code);
     session.exit_tx.send_replace(Some(code));
     on_exit(&session);
 }

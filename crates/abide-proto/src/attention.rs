@@ -628,6 +628,45 @@ impl Journal {
     }
 }
 
+/// Accepts events in order, each once, whatever links they came over.
+#[derive(Debug, Default)]
+pub struct Dedup {
+    cursor: Option<Cursor>,
+}
+
+impl Dedup {
+    /// What to ask a new link for.
+    pub fn after(&self) -> Option<Cursor> {
+        self.cursor
+    }
+
+    /// The daemon's position when the link opened. A daemon of another
+    /// epoch (restarted) replays what it has from its start.
+    pub fn watching(&mut self, at: Cursor) {
+        match &mut self.cursor {
+            Some(c) if c.epoch == at.epoch => {}
+            Some(c) => {
+                *c = Cursor {
+                    epoch: at.epoch,
+                    seq: 0,
+                }
+            }
+            None => self.cursor = Some(at),
+        }
+    }
+
+    /// True if `ev` is new.
+    pub fn accept(&mut self, ev: &AttentionEvent) -> bool {
+        match &mut self.cursor {
+            Some(c) if ev.seq > c.seq => {
+                c.seq = ev.seq;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,5 +874,31 @@ mod tests {
         let r = j.since(Some(c));
         assert_eq!(r.events.len(), JOURNAL_LEN);
         assert_eq!(r.missed, 12);
+    }
+
+    fn ev(seq: u64) -> AttentionEvent {
+        AttentionEvent {
+            seq,
+            session_id: 1,
+            session: "a".into(),
+            at: 0,
+            kind: EventKind::Bell,
+        }
+    }
+
+    #[test]
+    fn each_event_once_across_links() {
+        let mut d = Dedup::default();
+        assert_eq!(d.after(), None);
+        d.watching(Cursor { epoch: 5, seq: 10 });
+        assert!(d.accept(&ev(11)));
+        // The new link replays from the cursor; the old link had delivered 11.
+        d.watching(Cursor { epoch: 5, seq: 12 });
+        assert_eq!(d.after(), Some(Cursor { epoch: 5, seq: 11 }));
+        assert!(!d.accept(&ev(11)));
+        assert!(d.accept(&ev(12)));
+        // A restarted daemon: its events start over.
+        d.watching(Cursor { epoch: 6, seq: 3 });
+        assert!(d.accept(&ev(1)));
     }
 }
