@@ -400,3 +400,47 @@ fn detached_sessions_expire_and_the_daemon_goes_with_the_last() {
         (!alive(pid)).then_some(())
     });
 }
+
+/// `ssh [opts] DEST COMMAND` run here: the last argument through `sh -c`.
+fn local_ssh(rt: &Rt) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = rt.scratch().join("here-ssh");
+    std::fs::write(
+        &p,
+        "#!/bin/sh\nfor last; do :; done\nexec sh -c \"$last\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn ls_and_watch_name_a_host() {
+    let rt = Rt::new();
+    let ssh = local_ssh(&rt);
+    let f = fifo(&rt, "h");
+    let prog = waiting_program(&f, &[r"\033]9;first\007", r"\033]9;over QUIC\007"]);
+    rt.ok(&["new", "-d", "-s", "far", "--", "sh", "-c", &prog]);
+    release(&f);
+    wait_state(&rt, "far", "asks");
+    let remote = ["--ssh", &ssh, "--server", common::BIN];
+    let mut args = vec!["ls", "localhost", "--json"];
+    args.extend(remote);
+    let v: serde_json::Value = serde_json::from_str(&rt.ok(&args)).unwrap();
+    let far = &v.as_array().unwrap()[0];
+    assert_eq!(
+        (far["state"].as_str(), far["asks"].as_str()),
+        (Some("asks"), Some("first"))
+    );
+    assert!(far["detached_since"].as_u64().is_some());
+
+    let mut args = vec!["watch", "localhost", "--transport", "udp"];
+    args.extend(remote);
+    let mut w = rt.pty(&args, 24, 120);
+    w.expect_str("abide: watching localhost");
+    std::thread::sleep(Duration::from_secs(1));
+    release(&f);
+    w.expect_within("localhost:far asks \u{2014} over QUIC", T)
+        .unwrap();
+    w.kill(nix::sys::signal::Signal::SIGTERM);
+}

@@ -113,7 +113,18 @@ impl SessionAttention {
         SessionEntry {
             info: session.info(),
             attention: self.core.lock().unwrap().summary(),
-            detached_since: self.detached_since.lock().unwrap().map(secs),
+            // The housekeeping tick starts the detached clock within 200 ms;
+            // until it does, a session nobody is attached to was just left.
+            detached_since: match session.is_attached() {
+                true => None,
+                false => Some(secs(
+                    *self
+                        .detached_since
+                        .lock()
+                        .unwrap()
+                        .get_or_insert_with(SystemTime::now),
+                )),
+            },
             expire_after: self.expire_after.lock().unwrap().map(|d| d.as_secs()),
         }
     }

@@ -61,6 +61,9 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
     })
 }
 
+/// Watch grants kept at once (each `abide watch HOST` makes one).
+const MAX_WATCH_GRANTS: usize = 16;
+
 /// In the daemon: a grant that names no session, for `abide watch HOST`.
 pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result<Grant, Refusal> {
     let mut quic = daemon.quic.lock().await;
@@ -72,13 +75,25 @@ pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result
     let ep = quic.as_ref().expect("endpoint just started");
     let grant_id = random::<16>();
     let secret = random::<32>();
-    daemon.grants.lock().unwrap().insert(
+    let mut grants = daemon.grants.lock().unwrap();
+    // Watch grants belong to no session, so no session's end removes them:
+    // keep a bounded number, so clients that vanish leave nothing growing.
+    let watch: Vec<[u8; 16]> = grants
+        .iter()
+        .filter(|(_, g)| g.session_id == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in watch.iter().skip(MAX_WATCH_GRANTS - 1) {
+        grants.remove(id);
+    }
+    grants.insert(
         grant_id,
         GrantEntry {
             secret,
             session_id: 0,
         },
     );
+    drop(grants);
     Ok(Grant {
         session_id: 0,
         session_name: "-".into(),
