@@ -46,10 +46,7 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
     let secret = random::<32>();
     daemon.grants.lock().unwrap().insert(
         grant_id,
-        GrantEntry {
-            secret,
-            session_id: session.id,
-        },
+        GrantEntry::new(secret, session.id),
     );
     Ok(Grant {
         session_id: session.id,

@@ -193,6 +193,10 @@ pub enum ErrorKind {
     BadRequest,
     AuthFailed,
     Internal,
+    /// A terminal size out of bounds (see `limits`).
+    BadSize,
+    /// The request is not allowed on this channel (a restricted `--stdio`).
+    Forbidden,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

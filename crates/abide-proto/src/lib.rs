@@ -8,6 +8,7 @@
 
 pub mod frame;
 pub mod input;
+pub mod limits;
 pub mod outlog;
 pub mod resume;
 
