@@ -150,14 +150,17 @@ pub struct ServerArgs {
     /// Remote side of `abide HOST`: ensure the daemon, grant access, print one line.
     #[arg(long)]
     pub bootstrap: bool,
-    /// Carry one session channel over stdin/stdout (the ssh transport).
+    /// Carry one session channel over stdin/stdout (the ssh transport). Full
+    /// local rights; with --session NAME only attaching to NAME (for a forced
+    /// command in authorized_keys; see docs/security.md).
     #[arg(long)]
     pub stdio: bool,
     /// Answer one QUIC handshake on a port of the UDP range and exit (what
     /// `abide doctor HOST` runs over ssh to see whether UDP gets through).
     #[arg(long)]
     pub probe_udp: bool,
-    /// With --bootstrap: session to attach to (created if missing).
+    /// With --bootstrap: session to attach to (created if missing). With
+    /// --stdio: the only session this channel may attach to.
     #[arg(long)]
     pub session: Option<String>,
     /// With --bootstrap: always create a new session.

@@ -174,7 +174,9 @@ mod tests {
             libc::close(saved);
         }
         let now = std::fs::metadata(&path).unwrap().len();
-        let old = std::fs::metadata(dir.path().join("daemon.log.1")).unwrap().len();
+        let old = std::fs::metadata(dir.path().join("daemon.log.1"))
+            .unwrap()
+            .len();
         assert!(now <= 1000 && old <= 1000, "{now} {old}");
         let files = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(files, 2, "one old log is kept, no more");

@@ -18,7 +18,7 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
         return crate::server::bootstrap::run(args).await;
     }
     if args.stdio {
-        return crate::server::stdio::run().await;
+        return crate::server::stdio::run(args.session.clone()).await;
     }
     if args.probe_udp {
         return probe_udp(args).await;

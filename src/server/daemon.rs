@@ -180,9 +180,7 @@ impl Daemon {
         size: WinSize,
     ) -> Result<Arc<Session>, Refusal> {
         // Checked before the table lock is taken: the terminal model is sized by it.
-        let size = size
-            .validate()
-            .map_err(|e| (e.kind(), e.to_string()))?;
+        let size = size.validate().map_err(|e| (e.kind(), e.to_string()))?;
         let mut s = self.sessions.lock().unwrap();
         let name = match &spec.name {
             Some(n) => {

@@ -76,8 +76,8 @@ fn current_exe() -> Result<PathBuf> {
 /// Starts `abide server --daemon`, which detaches itself (fork + setsid) so it
 /// belongs to no terminal and no client; we only reap the short-lived parent.
 fn start_daemon(rt: &Path) -> Result<()> {
-    let log =
-        paths::open_runtime_file(&paths::log_path(rt), true).context("cannot open the daemon log")?;
+    let log = paths::open_runtime_file(&paths::log_path(rt), true)
+        .context("cannot open the daemon log")?;
     let status = std::process::Command::new(current_exe()?)
         .args(["server", "--daemon"])
         .env("ABIDE_RUNTIME_DIR", rt)

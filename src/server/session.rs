@@ -106,7 +106,9 @@ pub fn program_env(session: &str, asked: &[(String, String)]) -> Vec<(String, St
         env.retain(|(x, _)| x != k);
         env.push((k.to_string(), v));
     };
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
     if let Some(u) = &user {
         set("HOME", u.dir.display().to_string());
         set("USER", u.name.clone());
@@ -115,8 +117,9 @@ pub fn program_env(session: &str, asked: &[(String, String)]) -> Vec<(String, St
     set("SHELL", login_shell());
     set(
         "PATH",
-        std::env::var("PATH")
-            .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()),
+        std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()
+        }),
     );
     set("TERM", "xterm-256color".into());
     for (k, v) in std::env::vars() {
