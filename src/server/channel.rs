@@ -30,7 +30,11 @@ pub enum Peer {
     /// The Unix socket: only this user can reach it (directory 0700).
     Local,
     /// A QUIC connection: must prove a grant's secret over this exporter value.
-    Network { exporter: [u8; 32] },
+    /// `proved` is told when it has (the transport lifts its pre-proof limits).
+    Network {
+        exporter: [u8; 32],
+        proved: Option<tokio::sync::oneshot::Sender<()>>,
+    },
 }
 
 async fn refuse(tx: &mut FrameWriter, kind: ErrorKind, message: String) -> Result<()> {
@@ -70,7 +74,7 @@ pub async fn serve(
     let mut request = hello.request;
     // Held while the channel lives: the grant does not expire in use.
     let mut _grant_in_use = None;
-    if let Peer::Network { exporter } = peer {
+    if let Peer::Network { exporter, proved } = peer {
         // Nothing but attaching to the granted session, and only with a proof.
         let grant = hello
             .auth
@@ -85,6 +89,9 @@ pub async fn serve(
             .await?;
             bail!("network client failed authentication");
         };
+        if let Some(p) = proved {
+            let _ = p.send(());
+        }
         match &mut request {
             Request::Attach(a) => a.target = Target::Id(grant.session_id),
             _ => {
