@@ -475,3 +475,94 @@ fn restricted_stdio_only_attaches_to_its_session() {
     names.sort();
     assert_eq!(names, vec!["other".to_string(), "work".to_string()]);
 }
+
+/// Finding 3: a flood of (spoofable) QUIC Initials made the daemon hold
+/// ~40 KiB per packet. Replays real Initials, each with its own connection
+/// id, from as many throwaway source ports that never answer (as spoofed
+/// packets would), while a real client connects and attaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_handshake_flood_stays_bounded_and_a_client_still_gets_in() {
+    use std::sync::Arc;
+    const FLOOD: usize = 3000;
+    let rt = Rt::new();
+    let line = common::remote::bootstrap(&rt, "sleep 1000");
+    let pid = rt.daemon_pid().unwrap();
+    let server: std::net::SocketAddr = format!("127.0.0.1:{}", line.port).parse().unwrap();
+
+    // Real Initials (ClientHello with our ALPN), caught instead of sent.
+    let catcher = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    catcher
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"abide/1".to_vec()];
+    let cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
+    let initials = {
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(cfg);
+        let to = catcher.local_addr().unwrap();
+        let mut pending = Vec::new();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while got.len() < FLOOD {
+            for _ in 0..100 {
+                pending.push(ep.connect(to, "abide").unwrap());
+            }
+            while got.len() < pending.len().min(FLOOD) {
+                let (n, _) = tokio::task::block_in_place(|| catcher.recv_from(&mut buf)).unwrap();
+                got.push(buf[..n].to_vec());
+            }
+        }
+        drop(pending);
+        ep.close(0u32.into(), b"");
+        got
+    };
+
+    let before = rss_kib(pid);
+    let started = Instant::now();
+    let flood = std::thread::spawn(move || {
+        // ~3 s, so that the real client's handshake happens in the middle.
+        for (i, pkt) in initials.iter().enumerate() {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let _ = s.send_to(pkt, server);
+            if i % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A real client during the flood: handshake, proof, attach.
+    let target = common::remote::quic_target(&line, server);
+    let mut link = tokio::time::timeout(T, abide::transport::quic::connect(&target))
+        .await
+        .expect("the client connects within the bound")
+        .expect("QUIC handshake during the flood");
+    let mut hello = attach(Target::Id(line.session_id), WinSize::default());
+    hello.auth = link.auth.clone();
+    link.tx.send(&hello).await.unwrap();
+    let reply = tokio::time::timeout(T, link.rx.next::<Down>())
+        .await
+        .expect("an answer")
+        .unwrap()
+        .expect("a frame");
+    assert!(matches!(reply, Down::Attached(_)), "{reply:?}");
+    flood.join().unwrap();
+    let flood_time = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid);
+    eprintln!(
+        "QUIC flood: {FLOOD} Initials from {FLOOD} source ports in {flood_time:?}; daemon RSS {before} KiB before, {after} KiB after"
+    );
+    assert!(
+        after < before + 40 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}
