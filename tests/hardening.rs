@@ -471,6 +471,21 @@ fn restricted_stdio_only_attaches_to_its_session() {
         Down::Attached(a) => assert_eq!(a.name, "work"),
         other => panic!("expected Attached, got {other:?}"),
     }
+    // As a forced command it also stands in for the client's bootstrap, and
+    // grants access to its own session only, whatever the client asked.
+    let out = rt
+        .command(&["server", "--stdio", "--session", "work"])
+        .env(
+            "SSH_ORIGINAL_COMMAND",
+            "abide server --bootstrap --new --session evil -- sh -c 'echo pwned'",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = abide::server::bootstrap::ConnectLine::find(&stdout)
+        .unwrap_or_else(|| panic!("no bootstrap line: {stdout} {out:?}"))
+        .unwrap();
+    assert_eq!(line.session_name, "work");
     let mut names = rt.session_names();
     names.sort();
     assert_eq!(names, vec!["other".to_string(), "work".to_string()]);

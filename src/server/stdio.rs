@@ -23,6 +23,16 @@ use crate::transport::framed::FrameReader;
 /// Marks the start of the frame stream on ssh's stdout.
 pub const READY: &[u8] = b"\x00ABIDE-STDIO-1\x00";
 
+/// In the restricted mode, as a forced command: whether the client asked ssh
+/// for a bootstrap (`abide HOST` bootstraps before it attaches). sshd puts
+/// what the client asked for in `SSH_ORIGINAL_COMMAND`; only the word
+/// matters, since the bootstrap that runs is restricted to the session anyway.
+pub fn forced_bootstrap() -> bool {
+    std::env::var("SSH_ORIGINAL_COMMAND")
+        .map(|c| c.split_whitespace().any(|w| w == "--bootstrap"))
+        .unwrap_or(false)
+}
+
 /// `session`: restricted to attaching to this session.
 pub async fn run(session: Option<String>) -> Result<i32> {
     if let Some(name) = &session {
