@@ -433,3 +433,48 @@ async fn serve(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_expire_unused_and_idle_but_not_in_use() {
+        let g = GrantEntry::new([1; 32], 9);
+        let t0 = g.minted;
+        assert!(!g.expired(t0 + GRANT_UNUSED_TTL));
+        assert!(g.expired(t0 + GRANT_UNUSED_TTL + Duration::from_secs(1)));
+        let mut used = GrantEntry::new([1; 32], 9);
+        used.in_use = 1;
+        assert!(!used.expired(t0 + GRANT_IDLE_TTL * 10), "never while in use");
+        used.in_use = 0;
+        used.last_used = Some(t0 + Duration::from_secs(60));
+        assert!(!used.expired(t0 + GRANT_UNUSED_TTL * 2));
+        assert!(used.expired(t0 + Duration::from_secs(61) + GRANT_IDLE_TTL));
+    }
+
+    #[tokio::test]
+    async fn kill_revokes_the_sessions_grants_and_a_proof_is_checked() {
+        let d = Daemon::new(Config::default(), std::env::temp_dir());
+        let spec = NewSession {
+            name: Some("g".into()),
+            command: vec!["sleep".into(), "100".into()],
+            ..Default::default()
+        };
+        let s = d.create(&spec, WinSize::default()).map_err(|e| e.1).unwrap();
+        let secret = [5u8; 32];
+        let exporter = [6u8; 32];
+        d.grants
+            .lock()
+            .unwrap()
+            .insert([1; 16], GrantEntry::new(secret, s.id));
+        let mac = crate::transport::quic::make_proof(&secret, &exporter);
+        assert!(d.use_grant(&[1; 16], &exporter, &[0; 32]).is_none());
+        let using = d.use_grant(&[1; 16], &exporter, &mac).expect("a valid proof");
+        assert_eq!(using.session_id, s.id);
+        drop(using);
+        d.kill("g").unwrap();
+        assert!(d.grants.lock().unwrap().is_empty(), "kill revokes at once");
+        assert!(d.use_grant(&[1; 16], &exporter, &mac).is_none());
+    }
+}
