@@ -7,4 +7,5 @@ pub mod connector;
 pub mod escape;
 pub mod remote;
 pub mod transport_memory;
+pub mod terminal_contract;
 pub mod tty;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use crate::cli::{KillArgs, LsArgs, NewArgs};
-use crate::client::{attach, connector, tty};
+use crate::client::{attach, connector, terminal_contract, tty};
 use crate::paths;
 use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionInfo, Target, Up};
 use crate::server::launch;
@@ -58,7 +58,7 @@ pub async fn attach_local(target: Target) -> Result<i32> {
         start: create,
     });
     let outcome = attach::run(conn, target).await?;
-    Ok(outcome.report())
+    Ok(terminal_contract::farewell(&outcome, |n| n.to_string()))
 }
 
 pub async fn new(args: NewArgs) -> Result<i32> {

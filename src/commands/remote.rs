@@ -75,7 +75,9 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     );
     let conn = Arc::new(r::SharedRemote(Arc::new(remote)));
     let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
-    Ok(outcome.report())
+    Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
+        format!("{host}:{n}")
+    }))
 }
 
 /// `abide [user@]host [-s NAME] [-- cmd...]`

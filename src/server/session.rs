@@ -324,7 +324,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
 }
 
 /// Keeps the terminal model near the log's end, off the output path. Holds
