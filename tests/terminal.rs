@@ -95,3 +95,88 @@ fn detach_from_top_leaves_the_terminal_as_found() {
     // top hides the cursor and leaves it hidden for whoever comes next.
     detach_from("top", "PID", false);
 }
+
+fn last_line(screen: &str) -> &str {
+    screen.trim_end().lines().last().unwrap_or("")
+}
+
+/// An "ssh" that runs the remote command right here and points the client's
+/// UDP at `port` (the fault proxy) instead of the daemon's own port.
+fn fake_ssh(rt: &Rt, port: u16) -> String {
+    let path = rt.scratch().join("fake-ssh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nfor last; do :; done\nsh -c \"$last\" | sed 's/^\\(ABIDE-CONNECT [0-9]*\\) [0-9]* /\\1 {port} /'\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// The daemon's QUIC port (starting its endpoint with a session of its own).
+fn quic_port(rt: &Rt) -> u16 {
+    let out = rt.ok(&[
+        "server", "--bootstrap", "--udp-ports", "0", "--session", "warmup", "--", "sleep", "600",
+    ]);
+    abide::server::bootstrap::ConnectLine::find(&out)
+        .expect("connect line")
+        .expect("parse")
+        .port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banner_below_earlier_output_overwrites_nothing() {
+    need!("tmux");
+    let rt = Rt::new();
+    let server = format!("127.0.0.1:{}", quic_port(&rt)).parse().unwrap();
+    let proxy = abide::faultproxy::FaultProxy::start(server).await.unwrap();
+    let ssh = fake_ssh(&rt, proxy.addr().port());
+    let t = Tmux::start(&rt, 80, 24);
+    t.run("for i in $(seq 1 12); do echo previous-output-$i; done");
+    t.wait_for("the shell", |s| last_line(s) == "$");
+    t.run(&format!(
+        "{BIN} --ssh {ssh} --server {BIN} --transport udp 127.0.0.1 -- env 'PS1=R> ' bash --norc --noprofile"
+    ));
+    t.wait_for("the remote prompt", |s| s.lines().any(|l| l == "R>"));
+    t.run("echo hello-remote");
+    t.wait_for("the remote echo", |s| s.lines().any(|l| l == "hello-remote"));
+    t.wait_for("the next prompt", |s| last_line(s) == "R>");
+    let before = t.rows();
+    let cursor = t.cursor();
+
+    proxy.blackhole(true);
+    t.wait_for("the banner", |s| s.contains("no contact"));
+    let during = t.rows();
+    assert!(during[23].starts_with("abide: no contact"), "{during:#?}");
+    assert_eq!(during[..23], before[..23], "the banner covered a row it should not");
+    assert_eq!(t.cursor(), cursor, "the banner moved the cursor");
+    t.run("echo typed-during-outage");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.blackhole(false);
+    let screen = t.wait_for("the typed line's output, banner gone", |s| {
+        s.lines().any(|l| l == "typed-during-outage") && !s.contains("no contact")
+    });
+    let after = t.rows();
+    let prompt_row = cursor.0 as usize;
+    assert_eq!(after[..prompt_row], before[..prompt_row], "rows above were overwritten:\n{screen}");
+    assert_eq!(after[prompt_row], "R> echo typed-during-outage", "{screen}");
+    assert_eq!(after[prompt_row + 1], "typed-during-outage", "{screen}");
+    assert_eq!(after[prompt_row + 2], "R>", "{screen}");
+    assert_eq!(t.cursor(), (cursor.0 + 2, 3), "{screen}");
+    for i in 1..=12 {
+        assert!(
+            screen.lines().any(|l| l == format!("previous-output-{i}")),
+            "previous-output-{i} was overwritten:\n{screen}"
+        );
+    }
+    t.keys(&["C-^", "d"]);
+    let screen = t.wait_prompt_after("[detached");
+    assert!(
+        screen.contains("reattach: abide attach 127.0.0.1:"),
+        "{screen}"
+    );
+    assert_left_as_found(&t, 24);
+}
