@@ -88,7 +88,8 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
         command: &args.command,
         existing_only: false,
     };
-    open_remote(&args.remote, &host, spec).await
+    let opts = args.remote.clone().resolve(&Default::default());
+    open_remote(&opts, &host, spec).await
 }
 
 pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
