@@ -180,3 +180,137 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     );
     assert_left_as_found(&t, 24);
 }
+
+/// An "ssh" that prints its arguments to `log` and answers `ls --json` with `[]`.
+fn recording_ssh(rt: &Rt) -> (String, std::path::PathBuf) {
+    let path = rt.scratch().join("recording-ssh");
+    let log = rt.scratch().join("ssh-args");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\necho '[]'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (path.display().to_string(), log)
+}
+
+#[test]
+fn remote_options_work_before_the_subcommand_and_are_refused_where_meaningless() {
+    let rt = Rt::new();
+    let (ssh, log) = recording_ssh(&rt);
+    for args in [
+        vec!["--ssh", ssh.as_str(), "ls", "box"],
+        vec!["ls", "--ssh", ssh.as_str(), "box"],
+    ] {
+        let out = rt.run(&args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no sessions");
+    }
+    let args = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(args.matches("box").count(), 2, "{args}");
+    for args in [
+        vec!["new", "-d", "--ssh", "x", "true"],
+        vec!["--ssh", "x", "new", "-d", "true"],
+        vec!["--transport", "udp", "explain", "Broken pipe"],
+    ] {
+        let out = rt.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} accepted: {err}");
+        assert!(err.contains("--ssh") || err.contains("--transport"), "{err}");
+    }
+    assert!(rt.session_names().is_empty());
+}
+
+/// Every ssh abide starts gets a ConnectTimeout, unless the user gave one.
+#[test]
+fn every_ssh_gets_a_connect_timeout_unless_the_user_set_one() {
+    let rt = Rt::new();
+    let (ssh, log) = recording_ssh(&rt);
+    rt.run(&["ls", "--ssh", &ssh, "box"]);
+    let args = std::fs::read_to_string(&log).unwrap();
+    assert!(args.contains("ConnectTimeout=10"), "{args}");
+    std::fs::remove_file(&log).unwrap();
+    let mine = format!("{ssh} -o ConnectTimeout=3");
+    rt.run(&["ls", "--ssh", &mine, "box"]);
+    let args = std::fs::read_to_string(&log).unwrap();
+    assert!(args.contains("ConnectTimeout=3"), "{args}");
+    assert!(!args.contains("ConnectTimeout=10"), "{args}");
+}
+
+#[test]
+fn new_detached_takes_the_command_without_double_dash() {
+    let rt = Rt::new();
+    let out = rt.run(&["new", "-d", "-s", "nap", "sleep", "100"]);
+    assert!(out.status.success(), "{out:?}");
+    let ls = rt.ls_json();
+    assert_eq!(ls[0]["command"], serde_json::json!(["sleep", "100"]));
+    let out = rt.run(&["new", "-d", "-s", "mk", "sh", "-c", "sleep 100"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_program_that_cannot_start_or_exits_at_once_is_reported() {
+    let rt = Rt::new();
+    let out = rt.run(&["new", "-d", "--", "nosuchprogram"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot start 'nosuchprogram': no such program"), "{err}");
+    assert_eq!(err.matches("No such file").count() + err.matches("no such program").count(), 1, "{err}");
+
+    let out = rt.run(&["new", "-d", "--", "sh", "-c", "echo cannot-work; exit 3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("exited with status 3 at once"), "{err}");
+    assert!(err.contains("cannot-work"), "{err}");
+}
+
+#[test]
+fn a_session_killed_by_a_signal_says_so() {
+    need!("tmux");
+    let rt = Rt::new();
+    let t = Tmux::start(&rt, 80, 24);
+    t.run(&format!("{BIN} new -s sig -- sh -c 'sleep 0.5; kill -HUP $$'"));
+    let screen = t.wait_prompt_after("[session 'sig'");
+    assert!(screen.contains("[session 'sig' killed by SIGHUP]"), "{screen}");
+    t.run("echo status=$?");
+    t.wait_for("the status", |s| s.contains("status=129"));
+    assert_left_as_found(&t, 24);
+}
+
+/// A host that never answers: abide says it is connecting, and Ctrl-^ . gives up.
+#[test]
+fn connecting_is_said_and_ctrl_caret_dot_gives_up() {
+    need!("tmux");
+    let rt = Rt::new();
+    let path = rt.scratch().join("hanging-ssh");
+    let pid = rt.scratch().join("hanging-ssh.pid");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho $$ > {}\nexec sleep 600\n", pid.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let t = Tmux::start(&rt, 80, 24);
+    t.run(&format!("{BIN} --ssh {} far.example", path.display()));
+    t.wait_for("the connecting line", |s| {
+        s.contains("abide: connecting to far.example\u{2026}")
+    });
+    let ssh_pid: i32 = std::fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
+    t.keys(&["C-^"]);
+    t.keys(&["."]);
+    let screen = t.wait_prompt_after("gave up connecting to far.example");
+    assert_eq!(last_line(&screen), "$", "the '.' reached the shell:\n{screen}");
+    let end = std::time::Instant::now() + common::T;
+    while common::alive(ssh_pid) {
+        assert!(std::time::Instant::now() < end, "the ssh still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The terminal's quit character is Ctrl-\ again.
+    t.run("stty -a | tr ';' '\\n' | grep -w quit");
+    t.wait_for("stty", |s| s.contains("quit = ^\\"));
+}

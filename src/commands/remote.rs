@@ -53,7 +53,8 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     if !crate::client::tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
     }
-    let line = r::bootstrap(opts, host, &spec).await?;
+    let line =
+        crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
     let addr = r::udp_addr(host, &line).await?;
     let target = crate::transport::quic::Target {
         addr,
