@@ -104,7 +104,10 @@ impl RemoteArgs {
         let before = before.clone();
         RemoteOpts {
             ssh: self.ssh.or(before.ssh).unwrap_or_else(|| "ssh".into()),
-            server: self.server.or(before.server).unwrap_or_else(|| "abide".into()),
+            server: self
+                .server
+                .or(before.server)
+                .unwrap_or_else(|| "abide".into()),
             transport: self.transport.or(before.transport).unwrap_or_default(),
             udp_ports: self.udp_ports.or(before.udp_ports),
         }
@@ -129,10 +132,7 @@ impl Cli {
         let (Some(cmd), Some(name)) = (&self.command, name) else {
             return Ok(());
         };
-        let takes_remote = matches!(
-            cmd,
-            Command::Attach(_) | Command::Ls(_) | Command::Kill(_)
-        );
+        let takes_remote = matches!(cmd, Command::Attach(_) | Command::Ls(_) | Command::Kill(_));
         let stray = match (self.connect.remote.first_given(), takes_remote) {
             (Some(flag), false) => Some(format!(
                 "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill), not for '{name}'"

@@ -32,7 +32,12 @@ fn assert_left_as_found(t: &Tmux, rows: u16) {
         ("wrap_flag", "1".to_string()),
     ];
     for (var, want) in flags {
-        assert_eq!(t.var(var), want, "#{{{var}}} after leaving; screen:\n{}", t.screen());
+        assert_eq!(
+            t.var(var),
+            want,
+            "#{{{var}}} after leaving; screen:\n{}",
+            t.screen()
+        );
     }
 }
 
@@ -80,7 +85,11 @@ fn detach_from(program: &str, ready: &str, alternate_screen: bool) {
 #[test]
 fn detach_from_vim_leaves_the_terminal_as_found() {
     need!("tmux", "vim");
-    detach_from("vim -u NONE -N -c 'set mouse=a' /etc/hostname", "/etc/hostname", true);
+    detach_from(
+        "vim -u NONE -N -c 'set mouse=a' /etc/hostname",
+        "/etc/hostname",
+        true,
+    );
 }
 
 #[test]
@@ -119,7 +128,15 @@ fn fake_ssh(rt: &Rt, port: u16) -> String {
 /// The daemon's QUIC port (starting its endpoint with a session of its own).
 fn quic_port(rt: &Rt) -> u16 {
     let out = rt.ok(&[
-        "server", "--bootstrap", "--udp-ports", "0", "--session", "warmup", "--", "sleep", "600",
+        "server",
+        "--bootstrap",
+        "--udp-ports",
+        "0",
+        "--session",
+        "warmup",
+        "--",
+        "sleep",
+        "600",
     ]);
     abide::server::bootstrap::ConnectLine::find(&out)
         .expect("connect line")
@@ -142,7 +159,9 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     ));
     t.wait_for("the remote prompt", |s| s.lines().any(|l| l == "R>"));
     t.run("echo hello-remote");
-    t.wait_for("the remote echo", |s| s.lines().any(|l| l == "hello-remote"));
+    t.wait_for("the remote echo", |s| {
+        s.lines().any(|l| l == "hello-remote")
+    });
     t.wait_for("the next prompt", |s| last_line(s) == "R>");
     let before = t.rows();
     let cursor = t.cursor();
@@ -151,7 +170,11 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     t.wait_for("the banner", |s| s.contains("no contact"));
     let during = t.rows();
     assert!(during[23].starts_with("abide: no contact"), "{during:#?}");
-    assert_eq!(during[..23], before[..23], "the banner covered a row it should not");
+    assert_eq!(
+        during[..23],
+        before[..23],
+        "the banner covered a row it should not"
+    );
     assert_eq!(t.cursor(), cursor, "the banner moved the cursor");
     t.run("echo typed-during-outage");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -161,7 +184,11 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     });
     let after = t.rows();
     let prompt_row = cursor.0 as usize;
-    assert_eq!(after[..prompt_row], before[..prompt_row], "rows above were overwritten:\n{screen}");
+    assert_eq!(
+        after[..prompt_row],
+        before[..prompt_row],
+        "rows above were overwritten:\n{screen}"
+    );
     assert_eq!(after[prompt_row], "R> echo typed-during-outage", "{screen}");
     assert_eq!(after[prompt_row + 1], "typed-during-outage", "{screen}");
     assert_eq!(after[prompt_row + 2], "R>", "{screen}");
@@ -220,7 +247,10 @@ fn remote_options_work_before_the_subcommand_and_are_refused_where_meaningless()
         let out = rt.run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} accepted: {err}");
-        assert!(err.contains("--ssh") || err.contains("--transport"), "{err}");
+        assert!(
+            err.contains("--ssh") || err.contains("--transport"),
+            "{err}"
+        );
     }
     assert!(rt.session_names().is_empty());
 }
@@ -258,8 +288,15 @@ fn a_program_that_cannot_start_or_exits_at_once_is_reported() {
     let out = rt.run(&["new", "-d", "--", "nosuchprogram"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("cannot start 'nosuchprogram': no such program"), "{err}");
-    assert_eq!(err.matches("No such file").count() + err.matches("no such program").count(), 1, "{err}");
+    assert!(
+        err.contains("cannot start 'nosuchprogram': no such program"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("No such file").count() + err.matches("no such program").count(),
+        1,
+        "{err}"
+    );
 
     let out = rt.run(&["new", "-d", "--", "sh", "-c", "echo cannot-work; exit 3"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -273,9 +310,14 @@ fn a_session_killed_by_a_signal_says_so() {
     need!("tmux");
     let rt = Rt::new();
     let t = Tmux::start(&rt, 80, 24);
-    t.run(&format!("{BIN} new -s sig -- sh -c 'sleep 0.5; kill -HUP $$'"));
+    t.run(&format!(
+        "{BIN} new -s sig -- sh -c 'sleep 0.5; kill -HUP $$'"
+    ));
     let screen = t.wait_prompt_after("[session 'sig'");
-    assert!(screen.contains("[session 'sig' killed by SIGHUP]"), "{screen}");
+    assert!(
+        screen.contains("[session 'sig' killed by SIGHUP]"),
+        "{screen}"
+    );
     t.run("echo status=$?");
     t.wait_for("the status", |s| s.contains("status=129"));
     assert_left_as_found(&t, 24);
@@ -300,11 +342,19 @@ fn connecting_is_said_and_ctrl_caret_dot_gives_up() {
     t.wait_for("the connecting line", |s| {
         s.contains("abide: connecting to far.example\u{2026}")
     });
-    let ssh_pid: i32 = std::fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
+    let ssh_pid: i32 = std::fs::read_to_string(&pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     t.keys(&["C-^"]);
     t.keys(&["."]);
     let screen = t.wait_prompt_after("gave up connecting to far.example");
-    assert_eq!(last_line(&screen), "$", "the '.' reached the shell:\n{screen}");
+    assert_eq!(
+        last_line(&screen),
+        "$",
+        "the '.' reached the shell:\n{screen}"
+    );
     let end = std::time::Instant::now() + common::T;
     while common::alive(ssh_pid) {
         assert!(std::time::Instant::now() < end, "the ssh still runs");

@@ -130,7 +130,10 @@ impl Screen {
         let (rows, cols) = screen.size();
         self.save_cursor(out);
         out.extend_from_slice(format!("\x1b[{};1H\x1b[0m\x1b[2K", rows.get()).as_bytes());
-        if let Some(row) = screen.rows_formatted(0, cols.get()).nth(rows.get() as usize - 1) {
+        if let Some(row) = screen
+            .rows_formatted(0, cols.get())
+            .nth(rows.get() as usize - 1)
+        {
             out.extend_from_slice(row.as_bytes());
         }
         self.put_cursor_back(out);
@@ -177,7 +180,11 @@ mod tests {
     use super::*;
 
     fn term(rows: u16, cols: u16) -> vt100::Parser {
-        vt100::Parser::new(NonZeroU16::new(rows).unwrap(), NonZeroU16::new(cols).unwrap(), 0)
+        vt100::Parser::new(
+            NonZeroU16::new(rows).unwrap(),
+            NonZeroU16::new(cols).unwrap(),
+            0,
+        )
     }
 
     #[test]

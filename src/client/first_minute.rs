@@ -30,7 +30,10 @@ pub fn with_connect_timeout(mut argv: Vec<String>) -> Vec<String> {
     if !has && !argv.is_empty() {
         argv.splice(
             1..1,
-            ["-o".to_string(), format!("ConnectTimeout={CONNECT_TIMEOUT_S}")],
+            [
+                "-o".to_string(),
+                format!("ConnectTimeout={CONNECT_TIMEOUT_S}"),
+            ],
         );
     }
     argv
@@ -146,7 +149,11 @@ mod tests {
             with_connect_timeout(words("ssh -p 2222")),
             words("ssh -o ConnectTimeout=10 -p 2222")
         );
-        for mine in ["ssh -o ConnectTimeout=3", "ssh -oconnecttimeout=3", "ssh -o ConnectTimeout 3"] {
+        for mine in [
+            "ssh -o ConnectTimeout=3",
+            "ssh -oconnecttimeout=3",
+            "ssh -o ConnectTimeout 3",
+        ] {
             assert_eq!(with_connect_timeout(words(mine)), words(mine));
         }
     }

@@ -248,7 +248,9 @@ fn find_cpr(bytes: &[u8]) -> Option<((u16, u16), usize, usize)> {
     while let Some(off) = bytes[i..].windows(2).position(|w| w == b"\x1b[") {
         let start = i + off;
         let rest = &bytes[start + 2..];
-        let end = rest.iter().position(|b| !(b.is_ascii_digit() || *b == b';'));
+        let end = rest
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b';'));
         if let Some(e) = end {
             if rest[e] == b'R' {
                 let body = std::str::from_utf8(&rest[..e]).ok()?;

@@ -56,7 +56,9 @@ impl Tmux {
         assert!(out.status.success(), "tmux new-session: {out:?}");
         // A big history, so that nothing the test checks scrolls out of reach.
         t.tmux(&["set", "-g", "history-limit", "5000"]);
-        t.wait_for("the shell's prompt", |s| s.lines().any(|l| l.starts_with('$')));
+        t.wait_for("the shell's prompt", |s| {
+            s.lines().any(|l| l.starts_with('$'))
+        });
         t
     }
 
