@@ -5,6 +5,8 @@ pub mod attach;
 pub mod banner;
 pub mod connector;
 pub mod escape;
+pub mod first_minute;
 pub mod remote;
 pub mod transport_memory;
+pub mod terminal_contract;
 pub mod tty;

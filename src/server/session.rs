@@ -192,9 +192,7 @@ impl Session {
                 cmd = cmd.current_dir(dir);
             }
         }
-        let child = cmd
-            .spawn(pts)
-            .with_context(|| format!("cannot start {}", command.join(" ")))?;
+        let child = cmd.spawn(pts).map_err(|e| cannot_start(&command[0], e))?;
         let pid = child.id().unwrap_or(0);
         let (reader, writer) = pty.into_split();
 
@@ -372,11 +370,28 @@ pub enum ReadGap {
     Future,
 }
 
+/// Why the program did not start, said once (the PTY crate's error repeats
+/// its cause) and in the user's terms.
+fn cannot_start(program: &str, e: pty_process::Error) -> anyhow::Error {
+    let io = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    match io {
+        Some(std::io::ErrorKind::NotFound) => anyhow::anyhow!(
+            "cannot start '{program}': no such program (not found in PATH, or the path does not exist)"
+        ),
+        Some(std::io::ErrorKind::PermissionDenied) => {
+            anyhow::anyhow!("cannot start '{program}': permission denied (is it executable?)")
+        }
+        _ => anyhow::anyhow!("cannot start '{program}': {e}"),
+    }
+}
+
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
 }
 
 /// Keeps the terminal model near the log's end, off the output path. Holds

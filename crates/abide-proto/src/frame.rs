@@ -177,6 +177,7 @@ pub enum Down {
         nonce: u64,
     },
     /// The program exited; all its output has been sent before this frame.
+    /// `code`: its exit status, or minus the signal that killed it.
     Exited {
         code: i32,
     },
