@@ -27,13 +27,25 @@ pub fn run(cli: Cli) -> Result<i32> {
             rt.block_on(async move {
                 match cmd {
                     Some(Command::New(a)) => local::new(a).await,
-                    Some(Command::Attach(a)) => remote::attach(a, cli.connect.remote).await,
-                    Some(Command::Ls(a)) => remote::ls(a, cli.connect.remote).await,
-                    Some(Command::Kill(a)) => remote::kill(a, cli.connect.remote).await,
+                    Some(Command::Attach(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::attach(a, opts).await
+                    }
+                    Some(Command::Ls(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::ls(a, opts).await
+                    }
+                    Some(Command::Kill(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::kill(a, opts).await
+                    }
                     Some(Command::KillServer) => local::kill_server().await,
                     Some(Command::Server(a)) => server::run(a).await,
                     Some(Command::Demo(a)) => demo::run(a).await,
-                    Some(Command::Watch(a)) => watch::run(a, cli.connect.remote).await,
+                    Some(Command::Watch(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        watch::run(a, opts).await
+                    }
                     None => match cli.connect.destination {
                         Some(_) => remote::open(cli.connect).await,
                         None => {

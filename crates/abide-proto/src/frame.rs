@@ -210,6 +210,7 @@ pub enum Down {
         nonce: u64,
     },
     /// The program exited; all its output has been sent before this frame.
+    /// `code`: its exit status, or minus the signal that killed it.
     Exited {
         code: i32,
     },
@@ -234,6 +235,10 @@ pub enum ErrorKind {
     BadRequest,
     AuthFailed,
     Internal,
+    /// A terminal size out of bounds (see `limits`).
+    BadSize,
+    /// The request is not allowed on this channel (a restricted `--stdio`).
+    Forbidden,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

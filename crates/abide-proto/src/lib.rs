@@ -9,6 +9,7 @@
 pub mod attention;
 pub mod frame;
 pub mod input;
+pub mod limits;
 pub mod outlog;
 pub mod resume;
 
