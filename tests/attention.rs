@@ -444,3 +444,26 @@ fn ls_and_watch_name_a_host() {
         .unwrap();
     w.kill(nix::sys::signal::Signal::SIGTERM);
 }
+
+/// A grant for one session (what a forced command restricted to a session
+/// gives) lets its holder attach there, not read every session's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_grant_cannot_watch() {
+    let rt = Rt::new();
+    let line = common::remote::bootstrap(&rt, "sleep 60");
+    let conn = Arc::new(QuicConnector {
+        target: common::remote::quic_target(
+            &line,
+            format!("127.0.0.1:{}", line.port).parse().unwrap(),
+        ),
+    });
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    let err = tokio::time::timeout(T, follow(conn, tx))
+        .await
+        .expect("refused, not retried")
+        .expect_err("a session grant must not watch");
+    assert!(
+        err.to_string().contains("only attach is allowed"),
+        "{err:#}"
+    );
+}
