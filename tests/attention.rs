@@ -208,6 +208,9 @@ fn watch_reports_events_locally_and_runs_the_command() {
         &[r"\033]777;notify;Agent;May I run the tests?\033\\", r"\007"],
     );
     rt.ok(&["new", "-d", "-s", "agent", "--", "sh", "-c", &prog]);
+    let g = fifo(&rt, "idle");
+    let idle = waiting_program(&g, &[r"busy\n"]);
+    rt.ok(&["new", "-d", "-s", "idle", "--", "sh", "-c", &idle]);
     let log = rt.scratch().join("exec.log");
     let exec = format!(
         "printf '%s|%s|%s|%s\\n' \"$ABIDE_EVENT\" \"$ABIDE_SESSION\" \"$ABIDE_TITLE\" \"$ABIDE_BODY\" >> '{}'",
@@ -226,9 +229,13 @@ fn watch_reports_events_locally_and_runs_the_command() {
     eprintln!("watch (local): event printed {took:?} after the program wrote it");
     assert!(took < Duration::from_secs(3), "took {took:?}");
 
-    // Quiet: the program has been silent since the notification.
-    w.expect_within("agent: quiet \u{2014} no output for", T)
+    // Quiet: a program that goes silent after output, without asking.
+    release(&g);
+    w.expect_within("idle: quiet \u{2014} no output for", T)
         .unwrap();
+    let e = entry(&rt, "idle");
+    assert_eq!(e["state"], "quiet");
+    assert!(e["status"].as_str().unwrap().starts_with("quiet "), "{e}");
     assert_eq!(
         entry(&rt, "agent")["state"],
         "asks",
