@@ -163,11 +163,22 @@ fn attach_announces_what_happened_and_clears_it() {
     assert_eq!(e["asks"], "Claude needs your permission");
     assert_eq!(e["bells"], 1);
 
-    let mut c = rt.pty(&["attach", "ask"], 24, 100);
-    c.expect_str(
-        "abide: while you were away: 2 notifications, last: 'Claude needs your permission' at ",
-    );
-    c.expect("[0-9]{2}:[0-9]{2}; 1 bell");
+    // The announcement as the user's terminal (tmux) shows it: the bottom
+    // row, still there once the replayed output is on the screen.
+    let t = common::tmux::Tmux::start(&rt, 100, 24);
+    t.run(&format!("{} attach ask", common::BIN));
+    let screen = t.wait_for("the announcement over the replayed output", |s| {
+        s.contains("working") && s.contains("while you were away")
+    });
+    let rows = t.rows();
+    let banner = rows.last().unwrap();
+    let want = regex::Regex::new(
+        "^abide: while you were away: 2 notifications, last: 'Claude needs your permission' at [0-9]{2}:[0-9]{2}; 1 bell",
+    )
+    .unwrap();
+    assert!(want.is_match(banner), "bottom row {banner:?} of\n{screen}");
+    t.keys(&["C-^", "d"]);
+    t.wait_for("the detach", |s| s.contains("[detached from session 'ask'"));
     let e = wait_state(&rt, "ask", "running");
     assert_eq!(e["notifications"], 0);
     assert_eq!(e["bells"], 0);
@@ -175,6 +186,8 @@ fn attach_announces_what_happened_and_clears_it() {
 
     // Attached, a notification reaches the user's terminal untouched and
     // marks nothing.
+    let mut c = rt.pty(&["attach", "ask"], 24, 100);
+    c.expect_str("working");
     release(&f);
     c.expect_str("\x1b]9;while attached\x07");
     std::thread::sleep(Duration::from_millis(300));

@@ -248,6 +248,8 @@ async fn drive(
     let mut banner_tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_error: Option<String> = None;
     let mut notice_until: Option<Instant> = None;
+    // The attach announcement: shown again after output takes the banner away.
+    let mut away: Option<String> = None;
     let mut out = Vec::with_capacity(64 * 1024);
 
     core.set_timing(timing_for(
@@ -300,11 +302,9 @@ async fn drive(
                     bail!("{message}");
                 }
                 Event::Away(summary) => {
-                    if let Some(text) =
-                        crate::client::away::announcement(&summary).filter(|_| terminal)
-                    {
-                        screen.show(&mut out, &text);
-                        notice_until = Some(Instant::now() + Duration::from_secs(6));
+                    away = crate::client::away::announcement(&summary).filter(|_| terminal);
+                    if away.is_some() {
+                        notice_until = Some(Instant::now() + Duration::from_secs(8));
                     }
                 }
             }
@@ -321,7 +321,10 @@ async fn drive(
             screen.show(&mut out, &text);
         } else if notice_until.is_some_and(|t| Instant::now() > t) {
             notice_until = None;
+            away = None;
             screen.hide(&mut out);
+        } else if let Some(text) = away.as_deref() {
+            screen.show(&mut out, text);
         }
         if !out.is_empty() {
             write_terminal(&out)?;
