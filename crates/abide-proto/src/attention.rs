@@ -88,8 +88,17 @@ const SUB: u8 = 0x1a;
 impl Scanner {
     /// Scans `bytes`, appending what they signal to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Signal>) {
-        for &b in bytes {
-            self.byte(b, out);
+        let mut i = 0;
+        while i < bytes.len() {
+            // Plain text is most of the output: skip to the next BEL or ESC.
+            if self.st == St::Ground {
+                match memchr::memchr2(BEL, ESC, &bytes[i..]) {
+                    Some(k) => i += k,
+                    None => return,
+                }
+            }
+            self.byte(bytes[i], out);
+            i += 1;
         }
     }
 
