@@ -9,6 +9,7 @@
 pub mod frame;
 pub mod input;
 pub mod outlog;
+pub mod predict;
 pub mod resume;
 
 pub use frame::{Down, Hello, Request, Up};
