@@ -29,6 +29,11 @@ impl Screen {
         self.model.set_size(r, c);
     }
 
+    /// The model of what the program drew (the echo prediction reads it).
+    pub fn model(&self) -> &vt100::Screen {
+        self.model.screen()
+    }
+
     pub fn is_shown(&self) -> bool {
         self.shown.is_some()
     }

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod banner;
 pub mod connector;
 pub mod escape;
+pub mod predict_overlay;
 pub mod remote;
 pub mod transport_memory;
 pub mod tty;

@@ -504,10 +504,18 @@ impl Predictor {
             if let Some((r, c, ch, w)) = p.cell {
                 if r == row && c == col {
                     // A style no server cell has: "typed by us".
-                    return Cell { ch, width: w, style: u32::MAX };
+                    return Cell {
+                        ch,
+                        width: w,
+                        style: u32::MAX,
+                    };
                 }
                 if r == row && w == 2 && c + 1 == col {
-                    return Cell { ch: ' ', width: 0, style: 0 };
+                    return Cell {
+                        ch: ' ',
+                        width: 0,
+                        style: 0,
+                    };
                 }
             }
         }
@@ -680,8 +688,15 @@ fn parse_keys(data: &[u8]) -> Vec<Key> {
             }
             0x1b => {
                 let seq = &data[i..];
-                if seq.len() >= 3 && (seq[1] == b'[' || seq[1] == b'O') && matches!(seq[2], b'C' | b'D') {
-                    keys.push(if seq[2] == b'C' { Key::Right } else { Key::Left });
+                if seq.len() >= 3
+                    && (seq[1] == b'[' || seq[1] == b'O')
+                    && matches!(seq[2], b'C' | b'D')
+                {
+                    keys.push(if seq[2] == b'C' {
+                        Key::Right
+                    } else {
+                        Key::Left
+                    });
                     i += 3;
                 } else {
                     keys.push(Key::Barrier);

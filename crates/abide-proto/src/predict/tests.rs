@@ -55,9 +55,25 @@ impl Screen {
         if c + w as u16 > self.cols {
             return;
         }
-        self.set(r, c, Cell { ch, width: w, style });
+        self.set(
+            r,
+            c,
+            Cell {
+                ch,
+                width: w,
+                style,
+            },
+        );
         if w == 2 {
-            self.set(r, c + 1, Cell { ch: ' ', width: 0, style });
+            self.set(
+                r,
+                c + 1,
+                Cell {
+                    ch: ' ',
+                    width: 0,
+                    style,
+                },
+            );
         }
         self.cursor = (r, c + w as u16);
     }
@@ -235,9 +251,25 @@ impl Sim {
         let mut s = self.client.clone();
         let o = self.p.overlay();
         for &(r, c, ch, w) in &o.cells {
-            s.set(r, c, Cell { ch, width: w, style: 0 });
+            s.set(
+                r,
+                c,
+                Cell {
+                    ch,
+                    width: w,
+                    style: 0,
+                },
+            );
             if w == 2 {
-                s.set(r, c + 1, Cell { ch: ' ', width: 0, style: 0 });
+                s.set(
+                    r,
+                    c + 1,
+                    Cell {
+                        ch: ' ',
+                        width: 0,
+                        style: 0,
+                    },
+                );
             }
         }
         if let Some(cur) = o.cursor {
@@ -289,7 +321,10 @@ fn keys_show_at_once_on_a_fresh_prompt_and_are_confirmed() {
         assert_eq!(sim.visible().cursor, (1, 3 + i as u16));
         sim.advance(KEY_GAP);
     }
-    assert!(sim.p.overlay().underline, "300 ms RTT: underlined while unconfirmed");
+    assert!(
+        sim.p.overlay().underline,
+        "300 ms RTT: underlined while unconfirmed"
+    );
     sim.settle();
     assert!(sim.p.overlay().is_empty());
     assert_eq!(sim.client.row_text(1), "$ echo hi");
@@ -430,7 +465,10 @@ fn enter_at_the_bottom_row() {
     let before = sim.visible();
     for r in 0..10 {
         let row = before.row_text(r);
-        assert!(!row.contains("pw") && !row.ends_with('p'), "row {r}: {row:?}");
+        assert!(
+            !row.contains("pw") && !row.ends_with('p'),
+            "row {r}: {row:?}"
+        );
     }
     sim.settle();
     assert!(sim.p.overlay().is_empty());
@@ -614,26 +652,55 @@ pub(super) fn run_random(seed: u64, steps: usize) {
             }
         }
         2 => {
-            let (r, c) = (brng.below(s.rows as u64) as u16, brng.below(s.cols as u64) as u16);
-            s.set(r, c, Cell { ch: 'Q', width: 1, style: 3 });
+            let (r, c) = (
+                brng.below(s.rows as u64) as u16,
+                brng.below(s.cols as u64) as u16,
+            );
+            s.set(
+                r,
+                c,
+                Cell {
+                    ch: 'Q',
+                    width: 1,
+                    style: 3,
+                },
+            );
         }
         3 => {
             s.clear();
             s.text("$ ");
         }
-        4 => s.cursor = (brng.below(s.rows as u64) as u16, brng.below(s.cols as u64) as u16),
+        4 => {
+            s.cursor = (
+                brng.below(s.rows as u64) as u16,
+                brng.below(s.cols as u64) as u16,
+            )
+        }
         _ => editor(s, data),
     });
     let mut sim = Sim::new(mode, owd, prompt_screen(rows, cols), behaviour);
     const KEYS: [&[u8]; 12] = [
-        b"a", b"b", b" ", b"\x7f", b"\x1b[D", b"\x1b[C", b"\r", b"\x1b", "日".as_bytes(),
-        "é".as_bytes(), b"xy", b"\x03",
+        b"a",
+        b"b",
+        b" ",
+        b"\x7f",
+        b"\x1b[D",
+        b"\x1b[C",
+        b"\r",
+        b"\x1b",
+        "日".as_bytes(),
+        "é".as_bytes(),
+        b"xy",
+        b"\x03",
     ];
     for _ in 0..steps {
         match rng.below(20) {
             0 => {
                 let hidden = rng.below(2) == 0;
-                sim.p.set_tty_modes(TtyModes { echo: !hidden, canonical: true });
+                sim.p.set_tty_modes(TtyModes {
+                    echo: !hidden,
+                    canonical: true,
+                });
             }
             1 => sim.type_keys(&[b'p'; PASTE_BYTES + 1]),
             2 => sim.server_draws(|s| s.text("zz")),
@@ -646,8 +713,14 @@ pub(super) fn run_random(seed: u64, steps: usize) {
     }
     sim.settle();
     let o = sim.p.overlay();
-    assert!(o.is_empty(), "seed {seed}: left on screen after settling: {o:?}");
-    assert!(sim.p.pending.is_empty(), "seed {seed}: predictions never judged");
+    assert!(
+        o.is_empty(),
+        "seed {seed}: left on screen after settling: {o:?}"
+    );
+    assert!(
+        sim.p.pending.is_empty(),
+        "seed {seed}: predictions never judged"
+    );
 }
 
 #[test]
