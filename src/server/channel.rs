@@ -291,7 +291,8 @@ async fn write_half(
             _ = output.changed() => {}
             _ = acked.changed() => {}
             _ = exit.changed() => {}
-            Ok(()) = tty_modes.changed() => {}
+            // Sent at the top of the loop.
+            Ok(()) = tty_modes.changed() => tty_modes.mark_changed(),
             _ = kicked.changed() => {
                 let _ = tx.send(&Down::Detached).await;
                 return Ok(());

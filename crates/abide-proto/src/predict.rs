@@ -554,10 +554,6 @@ impl Predictor {
                         } else if !matches && !now_cell.is_blank() && !same_char(now_cell, orig) {
                             // The server drew something else there.
                             Verdict::Wrong
-                        } else if p.closed && p.judge_at.is_some() && !matches {
-                            // A later Enter may redraw anything: drop it as soon as
-                            // the server's answer shows something else.
-                            Verdict::Wrong
                         } else {
                             Verdict::Pending
                         }
