@@ -732,5 +732,6 @@ fn parse_keys(data: &[u8]) -> Vec<Key> {
     keys
 }
 
+pub mod sim;
 #[cfg(test)]
 mod tests;
