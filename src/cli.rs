@@ -84,6 +84,28 @@ pub struct RemoteArgs {
     /// UDP port range for the remote QUIC endpoint, as LO-HI.
     #[arg(long, value_name = "LO-HI")]
     pub udp_ports: Option<String>,
+    /// Show typed keys before the server echoes them: auto (when the round
+    /// trip is slow enough to notice), always, never.
+    #[arg(long, value_enum, default_value_t = PredictChoice::Auto, global = true)]
+    pub predict: PredictChoice,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PredictChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<PredictChoice> for crate::proto::predict::Mode {
+    fn from(c: PredictChoice) -> Self {
+        match c {
+            PredictChoice::Auto => Self::Auto,
+            PredictChoice::Always => Self::Always,
+            PredictChoice::Never => Self::Never,
+        }
+    }
 }
 
 impl RemoteArgs {
@@ -216,6 +238,10 @@ pub struct DemoArgs {
     /// Seconds the loss phase lasts.
     #[arg(long, default_value_t = 8)]
     pub loss_s: u64,
+    /// Instead of the faults: a shell over a link where every packet waits
+    /// this long each way, to see typed keys shown at once (--predict).
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@ pub mod banner;
 pub mod connector;
 pub mod escape;
 pub mod first_minute;
+pub mod predict_overlay;
 pub mod remote;
 pub mod transport_memory;
 pub mod terminal_contract;

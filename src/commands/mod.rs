@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<i32> {
+    crate::client::predict_overlay::set_mode(cli.connect.remote.predict.into());
     match cli.command {
         // Synchronous commands that need no runtime.
         Some(Command::Explain(a)) => crate::doctor::run_explain(a),
