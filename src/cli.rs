@@ -49,6 +49,38 @@ pub enum Command {
     /// The server side (started for you; see --help).
     #[command(hide = true)]
     Server(ServerArgs),
+    /// Stay connected and report bells, notifications, quiet and exits of detached sessions, here or on each HOST.
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Hosts to watch (default: this machine).
+    pub hosts: Vec<String>,
+    /// Run this shell command per event, with ABIDE_TITLE, ABIDE_BODY,
+    /// ABIDE_SESSION, ABIDE_HOST and ABIDE_EVENT set, e.g.
+    /// 'notify-send "$ABIDE_TITLE" "$ABIDE_BODY"'.
+    #[arg(long, value_name = "COMMAND")]
+    pub exec: Option<String>,
+    /// Desktop notification through this terminal (OSC 9 / 777 / 99): auto
+    /// picks by $TERM_PROGRAM/$TERM when stdout is a terminal.
+    #[arg(long, value_enum, default_value_t = DesktopChoice::Auto)]
+    pub desktop: DesktopChoice,
+    /// Do not report "quiet" (no output for a while after activity).
+    #[arg(long)]
+    pub no_quiet: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DesktopChoice {
+    #[default]
+    Auto,
+    Osc9,
+    Osc777,
+    Osc99,
+    Off,
 }
 
 /// `abide [user@]host [-- cmd...]`
@@ -154,10 +186,13 @@ impl Cli {
         let (Some(cmd), Some(name)) = (&self.command, name) else {
             return Ok(());
         };
-        let takes_remote = matches!(cmd, Command::Attach(_) | Command::Ls(_) | Command::Kill(_));
+        let takes_remote = matches!(
+            cmd,
+            Command::Attach(_) | Command::Ls(_) | Command::Kill(_) | Command::Watch(_)
+        );
         let stray = match (self.connect.remote.first_given(), takes_remote) {
             (Some(flag), false) => Some(format!(
-                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill), not for '{name}'"
+                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill, watch), not for '{name}'"
             )),
             _ => None,
         }
@@ -194,6 +229,9 @@ pub struct NewArgs {
     /// Do not attach; just start it.
     #[arg(short = 'd', long)]
     pub detached: bool,
+    /// End the session once it has been detached this long (30m, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub expire: Option<String>,
     /// Program and arguments (default: your login shell). Options of the
     /// program may follow it (`new -d make -j8`); `--` before it also works.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
@@ -268,6 +306,9 @@ pub struct ServerArgs {
     /// --stdio: the only session this channel may attach to.
     #[arg(long)]
     pub session: Option<String>,
+    /// With --bootstrap: grant watching (`abide watch HOST`), no session.
+    #[arg(long)]
+    pub watch: bool,
     /// With --bootstrap: always create a new session.
     #[arg(long)]
     pub new: bool,

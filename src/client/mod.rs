@@ -2,6 +2,7 @@
 //! that keeps one session shown across any number of links.
 
 pub mod attach;
+pub mod away;
 pub mod banner;
 pub mod connector;
 pub mod escape;
@@ -10,4 +11,5 @@ pub mod predict_overlay;
 pub mod remote;
 pub mod transport_memory;
 pub mod terminal_contract;
+pub mod watch;
 pub mod tty;
