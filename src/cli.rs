@@ -18,7 +18,7 @@ Examples:
 While attached: Ctrl-^ d detaches, Ctrl-^ . quits the client, Ctrl-^ ^ sends Ctrl-^.";
 
 #[derive(Parser, Debug)]
-#[command(name = "abide", version, about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
+#[command(name = "abide", version = crate::client::deploy::version_line(), about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -47,6 +47,10 @@ pub enum Command {
     Explain(crate::doctor::ExplainArgs),
     /// Check (and with --fix, repair) the SSH keepalive settings and the path to a host.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script: abide completions bash|zsh|fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): abide man > ~/.local/share/man/man1/abide.1
+    Man,
     /// The server side (started for you; see --help).
     #[command(hide = true)]
     Server(ServerArgs),
@@ -73,15 +77,28 @@ pub struct RemoteOpts {
     /// The ssh command used to reach the host, with its options.
     #[arg(long, value_name = "COMMAND", default_value = "ssh", global = true)]
     pub ssh: String,
-    /// Path of abide on the remote host.
-    #[arg(long, value_name = "PATH", default_value = "abide", global = true)]
+    /// Path of abide on the remote host (default: the one abide installs there itself).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SERVER, global = true)]
     pub server: String,
+    /// Do not install abide on the remote host; run the `abide` on its PATH.
+    #[arg(long, global = true)]
+    pub no_deploy: bool,
     /// udp: QUIC only; ssh: only through ssh; auto: QUIC, falling back to ssh.
     #[arg(long, value_enum, default_value_t = TransportChoice::Auto, global = true)]
     pub transport: TransportChoice,
     /// UDP port range for the remote QUIC endpoint, as LO-HI.
     #[arg(long, value_name = "LO-HI", global = true)]
     pub udp_ports: Option<String>,
+}
+
+/// `--server` when not given: the deployed abide, else the one on the PATH.
+pub const DEFAULT_SERVER: &str = "abide";
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

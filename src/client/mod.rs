@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod banner;
 pub mod connector;
+pub mod deploy;
 pub mod escape;
 pub mod remote;
 pub mod transport_memory;

@@ -53,7 +53,8 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     if !crate::client::tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
     }
-    let line = r::bootstrap(opts, host, &spec).await?;
+    let crate::client::deploy::Bootstrapped { line, server, .. } =
+        r::bootstrap(opts, host, &spec).await?;
     let addr = r::udp_addr(host, &line).await?;
     let target = crate::transport::quic::Target {
         addr,
@@ -64,7 +65,7 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     let ssh = crate::transport::ssh_stdio::SshTarget {
         ssh: r::ssh_argv(opts)?,
         dest: host.to_string(),
-        server: opts.server.clone(),
+        server,
     };
     let remote = r::RemoteConnector::new(
         r::QuicConnector { target },

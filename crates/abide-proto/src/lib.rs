@@ -6,6 +6,7 @@
 //! decision about what is resent, what is acknowledged and when a link counts as
 //! dead is tested without a network.
 
+pub mod deploy;
 pub mod frame;
 pub mod input;
 pub mod outlog;
