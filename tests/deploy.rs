@@ -319,9 +319,42 @@ fn abide_host_deploys_itself_and_runs_the_session() {
     first.wait();
     assert_eq!(sha256(&host.deployed()), sha256(Path::new(BIN)));
 
+    // ls over ssh finds the deployed abide (it is not on the host's PATH).
+    let ls = host
+        .rt
+        .command(&[
+            "ls",
+            "me@127.0.0.1",
+            "--ssh",
+            &host.ssh.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.status.success() && listed.contains("first-"), "{listed}");
+
     let mut second = run("second");
     second.expect_str("second-42");
     second.send(b"\x1e.");
     second.wait();
     assert!(!second.output_string().contains("installing"));
+}
+
+#[test]
+fn ls_on_a_host_without_abide_says_so_and_installs_nothing() {
+    let host = Host::new(false);
+    let out = host
+        .rt
+        .command(&[
+            "ls",
+            "me@127.0.0.1",
+            "--ssh",
+            &host.ssh.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not installed on me@127.0.0.1 yet"), "{err}");
+    assert_eq!(files(&host.home), Vec::<PathBuf>::new());
 }

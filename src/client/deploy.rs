@@ -122,14 +122,11 @@ pub enum DeployError {
     },
     #[error("could not install abide on {dest}: {what}")]
     Write { dest: String, what: String },
+    #[error("abide is not installed on {dest} yet, so it has no sessions; `abide {dest}` installs it (or pass --server PATH).")]
+    NotInstalled { dest: String },
     #[error("the deploy script on {dest} said: {what}")]
     Other { dest: String, what: String },
 }
-
-/// Longest line read from the host before giving up on finding ours.
-const MAX_LINE: u64 = 64 * 1024;
-/// How much of the host's other output is kept for error messages.
-const MAX_SEEN: usize = 64 * 1024;
 
 /// `ssh DEST sh -c SCRIPT ... server --bootstrap ARGS`: runs abide on the
 /// host, deploying it first if needed. `args` are abide's arguments
@@ -140,6 +137,69 @@ pub async fn bootstrap(
     args: &[String],
     binaries: &Binaries,
 ) -> Result<Bootstrapped> {
+    let done = drive(opts, dest, args, Some(binaries), Until::ConnectLine).await?;
+    match done.line {
+        Some(line) => Ok(Bootstrapped {
+            line,
+            server: done.server.unwrap_or_else(|| opts.server.clone()),
+            uploaded: done.uploaded,
+        }),
+        None => {
+            let out = done.out.expect("output when there is no connect line");
+            if !out.status.success() {
+                return Err(ssh_failure(opts, dest, &out));
+            }
+            bail!(
+                "the remote abide printed no connect line on {dest}.\n  It said: {}",
+                out.stdout.trim()
+            )
+        }
+    }
+}
+
+/// Runs `abide ARGS` on the host to its end (`ls`, `kill`): the deployed or a
+/// compatible abide, or `--server` as given. Installs nothing: a host without
+/// abide has no sessions, and [`DeployError::NotInstalled`] says so.
+pub async fn run_abide(opts: &RemoteOpts, dest: &str, args: &[&str]) -> Result<SshOutput> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if !applies(opts) {
+        let mut words = vec![crate::client::remote::sh_quote(&opts.server)];
+        words.extend(args.iter().map(|a| crate::client::remote::sh_quote(a)));
+        return crate::client::remote::run_ssh(opts, dest, &words.join(" ")).await;
+    }
+    let done = drive(opts, dest, &args, None, Until::Exit).await?;
+    Ok(done.out.expect("output of a run to its end"))
+}
+
+enum Until {
+    /// Return as soon as the connect line arrives.
+    ConnectLine,
+    /// Collect the output until ssh exits.
+    Exit,
+}
+
+struct Driven {
+    line: Option<ConnectLine>,
+    server: Option<String>,
+    uploaded: Option<Uploaded>,
+    /// Everything but the deploy lines, when the run went to its end.
+    out: Option<SshOutput>,
+}
+
+/// Longest line read from the host before giving up on finding ours.
+const MAX_LINE: u64 = 64 * 1024;
+/// How much of the host's other output is kept (messages, `ls --json`).
+const MAX_SEEN: usize = 4 << 20;
+
+/// One ssh running the deploy script with `args`; `binaries` is what may be
+/// sent when the host needs it (`None`: send nothing).
+async fn drive(
+    opts: &RemoteOpts,
+    dest: &str,
+    args: &[String],
+    binaries: Option<&Binaries>,
+    until: Until,
+) -> Result<Driven> {
     let remote_cmd = deploy::remote_command(VERSION, PROTOCOL_VERSION, args);
     let argv = ssh_argv(opts)?;
     let mut child = tokio::process::Command::new(&argv[0])
@@ -157,10 +217,7 @@ pub async fn bootstrap(
     let mut stderr = child.stderr.take().expect("piped");
     let err_task = tokio::spawn(async move {
         let mut se = Vec::new();
-        let _ = (&mut stderr)
-            .take(MAX_SEEN as u64)
-            .read_to_end(&mut se)
-            .await;
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut se).await;
         // Keep draining so a chatty ssh never blocks on a full pipe.
         let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
         String::from_utf8_lossy(&se).into_owned()
@@ -172,7 +229,7 @@ pub async fn bootstrap(
     let mut seen = String::new();
     let mut server = None;
     let mut uploaded = None;
-    let mut sent_sum = String::new();
+    let mut sent = (String::new(), String::new());
     loop {
         let mut raw = Vec::new();
         let n = (&mut reader)
@@ -183,24 +240,31 @@ pub async fn bootstrap(
             break;
         }
         let l = String::from_utf8_lossy(&raw);
-        if let Some(found) = ConnectLine::find(&l) {
-            let line = found?;
-            // Let ssh finish in the background; its exit no longer matters.
-            drop(stdin);
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-            return Ok(Bootstrapped {
-                line,
-                server: server.unwrap_or_else(|| opts.server.clone()),
-                uploaded,
-            });
+        if let Until::ConnectLine = until {
+            if let Some(found) = ConnectLine::find(&l) {
+                let line = found?;
+                // Let ssh finish in the background; its exit no longer matters.
+                drop(stdin);
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                return Ok(Driven {
+                    line: Some(line),
+                    server,
+                    uploaded,
+                    out: None,
+                });
+            }
         }
         match Reply::parse(&l) {
             Some(Reply::Using(path)) => server = Some(path),
             Some(Reply::Need(platform)) => {
                 let Some(mut pipe) = stdin.take() else {
                     bail!("the deploy script on {dest} asked twice for a binary");
+                };
+                let Some(binaries) = binaries else {
+                    let _ = pipe.write_all(deploy::no_upload().as_bytes()).await;
+                    return Err(DeployError::NotInstalled { dest: dest.into() }.into());
                 };
                 let Some(path) = binaries.for_platform(&platform) else {
                     let _ = pipe.write_all(deploy::no_upload().as_bytes()).await;
@@ -215,7 +279,7 @@ pub async fn bootstrap(
                 let (bytes, sum) = send_binary(&mut pipe, &path).await.with_context(|| {
                     format!("sending abide ({}) to {dest} over ssh", path.display())
                 })?;
-                sent_sum = sum;
+                sent = (sum, platform.label());
                 drop(pipe);
                 let up = Uploaded {
                     bytes,
@@ -229,29 +293,27 @@ pub async fn bootstrap(
                 uploaded = Some(up);
             }
             Some(Reply::Failed(f)) => {
-                let platform = uploaded.map(|_| own_platform().label()).unwrap_or_default();
-                return Err(failure(f, dest, &dist, platform, &sent_sum).into());
+                return Err(failure(f, dest, &dist, &sent.1, &sent.0).into());
             }
             None if seen.len() < MAX_SEEN => seen.push_str(&l),
             None => {}
         }
     }
+    drop(stdin);
     let status = child.wait().await?;
-    let out = SshOutput {
-        status,
-        stdout: seen,
-        stderr: err_task.await.unwrap_or_default(),
-    };
-    if !out.status.success() {
-        return Err(ssh_failure(opts, dest, &out));
-    }
-    bail!(
-        "the remote abide printed no connect line on {dest}.\n  It said: {}",
-        out.stdout.trim()
-    )
+    Ok(Driven {
+        line: None,
+        server,
+        uploaded,
+        out: Some(SshOutput {
+            status,
+            stdout: seen,
+            stderr: err_task.await.unwrap_or_default(),
+        }),
+    })
 }
 
-fn failure(f: Failure, dest: &str, dist: &str, platform: String, sent: &str) -> DeployError {
+fn failure(f: Failure, dest: &str, dist: &str, platform: &str, sent: &str) -> DeployError {
     let dest = dest.to_string();
     match f {
         Failure::NoUpload => DeployError::Other {
@@ -267,7 +329,7 @@ fn failure(f: Failure, dest: &str, dist: &str, platform: String, sent: &str) -> 
         Failure::WontRun(words) => DeployError::WontRun {
             dest,
             words,
-            platform,
+            platform: platform.to_string(),
             dist: dist.to_string(),
         },
         Failure::Write(what) => DeployError::Write { dest, what },

@@ -117,8 +117,7 @@ pub async fn ls(args: LsArgs, opts: RemoteOpts) -> Result<i32> {
     let Some(host) = args.host else {
         return local::ls(args).await;
     };
-    let cmd = format!("{} ls --json", r::sh_quote(&opts.server));
-    let out = r::run_ssh(&opts, &host, &cmd).await?;
+    let out = crate::client::deploy::run_abide(&opts, &host, &["ls", "--json"]).await?;
     if !out.status.success() {
         return Err(r::ssh_failure(&opts, &host, &out));
     }
@@ -163,8 +162,7 @@ pub async fn kill(args: KillArgs, opts: RemoteOpts) -> Result<i32> {
             host,
             session: Some(name),
         } => {
-            let cmd = format!("{} kill {}", r::sh_quote(&opts.server), r::sh_quote(&name));
-            let out = r::run_ssh(&opts, &host, &cmd).await?;
+            let out = crate::client::deploy::run_abide(&opts, &host, &["kill", &name]).await?;
             if out.status.success() {
                 Ok(0)
             } else if out.status.code() == Some(1) && out.stderr.contains("abide:") {
