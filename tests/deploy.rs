@@ -358,3 +358,33 @@ fn ls_on_a_host_without_abide_says_so_and_installs_nothing() {
     assert!(err.contains("not installed on me@127.0.0.1 yet"), "{err}");
     assert_eq!(files(&host.home), Vec::<PathBuf>::new());
 }
+
+/// The script parses in every POSIX shell on this machine (sh is dash on
+/// Debian; bash and busybox when installed), as the one line that is sent.
+#[test]
+fn the_script_parses_in_each_shell_here() {
+    let script = abide::proto::deploy::script();
+    let mut tried = 0;
+    for shell in [
+        &["sh"][..],
+        &["dash"],
+        &["bash", "--posix"],
+        &["busybox", "sh"],
+        &["zsh", "--emulate", "sh"],
+    ] {
+        let Ok(out) = std::process::Command::new(shell[0])
+            .args(&shell[1..])
+            .args(["-n", "-c", &script])
+            .output()
+        else {
+            continue;
+        };
+        tried += 1;
+        assert!(
+            out.status.success(),
+            "{shell:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(tried >= 2, "at least sh and one other shell");
+}
