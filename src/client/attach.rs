@@ -240,6 +240,7 @@ async fn drive(
     } else {
         Screen::new(size)
     };
+    let mut predict = crate::client::predict_overlay::PredictOverlay::default();
     let mut link: Option<Link> = Some(first);
     let mut attempts: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
     let mut attempt_count = 0u32;
@@ -269,6 +270,7 @@ async fn drive(
         while let Some(ev) = core.poll_event() {
             match ev {
                 Event::Write(bytes) => {
+                    predict.hide(&mut out, screen.model());
                     screen.output(&mut out, &bytes);
                     if let Some(t) = tap.as_mut() {
                         t(&bytes);
@@ -326,6 +328,8 @@ async fn drive(
         } else if let Some(text) = away.as_deref() {
             screen.show(&mut out, text);
         }
+        let wrote = !out.is_empty();
+        predict.render(&mut out, screen.model(), wrote);
         if !out.is_empty() {
             write_terminal(&out)?;
             out.clear();
@@ -355,7 +359,10 @@ async fn drive(
             Some(data) = stdin.recv() => {
                 for action in escape.feed(&data) {
                     match action {
-                        Action::Send(bytes) => core.user_input(&bytes),
+                        Action::Send(bytes) => {
+                            core.user_input(&bytes);
+                            predict.keys(&bytes, core.last_input_seq(), screen.model());
+                        }
                         Action::Detach => {
                             if link.is_some() && lost_since.is_none() {
                                 core.detach();
@@ -373,6 +380,7 @@ async fn drive(
                         let now = Instant::now();
                         match crate::proto::frame::decode::<Down>(&body) {
                             Ok(f) => {
+                                predict.frame(&f);
                                 if let Err(e) = core.on_frame(f, now) {
                                     tracing::warn!("protocol error, reconnecting: {e}");
                                     link = None;
@@ -457,6 +465,8 @@ async fn drive(
                 }
             }
             _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
+            _ = async { tokio::time::sleep_until(predict.poll_timeout().unwrap().into()).await },
+                if predict.poll_timeout().is_some() => {}
             Some(text) = next_notice(&mut notices) => {
                 if terminal {
                     screen.hide(&mut out);
@@ -468,6 +478,7 @@ async fn drive(
             _ = next_signal(&mut winch) => {
                 let size = tty::size();
                 screen.resize(size);
+                predict.resized();
                 core.resize(size);
             }
             _ = next_signal(&mut term) => bail!("terminated by SIGTERM"),

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::proto::frame::{NewSession, SessionInfo, WinSize};
+use crate::proto::frame::{NewSession, SessionInfo, TtyModes, WinSize};
 use crate::proto::input::InputDedup;
 use crate::proto::outlog::Read;
 use crate::server::recorder::Recorder;
@@ -38,6 +38,8 @@ pub struct Session {
     /// A duplicate of the PTY master for TIOCSWINSZ, so a resize never waits
     /// behind a write blocked on a program that does not read its input.
     resize_fd: OwnedFd,
+    /// The PTY's echo and line modes (read from the master), for the clients' prediction.
+    tty_modes: watch::Sender<TtyModes>,
     /// Bells, notifications, quiet and expiry (see `server::attention`).
     pub attention: crate::server::attention::SessionAttention,
 }
@@ -216,6 +218,11 @@ impl Session {
             exit_tx: watch::channel(None).0,
             writer: tokio::sync::Mutex::new(writer),
             resize_fd,
+            tty_modes: watch::channel(TtyModes {
+                echo: true,
+                canonical: true,
+            })
+            .0,
             attention: crate::server::attention::SessionAttention::new(
                 limits.attention.clone(),
                 id,
@@ -238,6 +245,27 @@ impl Session {
 
     pub fn subscribe_output(&self) -> watch::Receiver<u64> {
         self.output_tx.subscribe()
+    }
+
+    pub fn subscribe_tty_modes(&self) -> watch::Receiver<TtyModes> {
+        self.tty_modes.subscribe()
+    }
+
+    /// Reads the PTY's ECHO and ICANON flags (the master reports the
+    /// terminal's termios) and wakes the channels when they changed.
+    fn check_tty_modes(&self) {
+        use nix::sys::termios::{tcgetattr, LocalFlags};
+        if let Ok(t) = tcgetattr(&self.resize_fd) {
+            let m = TtyModes {
+                echo: t.local_flags.contains(LocalFlags::ECHO),
+                canonical: t.local_flags.contains(LocalFlags::ICANON),
+            };
+            self.tty_modes.send_if_modified(|old| {
+                let changed = *old != m;
+                *old = m;
+                changed
+            });
+        }
     }
 
     pub fn subscribe_exit(&self) -> watch::Receiver<Option<i32>> {
@@ -424,10 +452,17 @@ async fn pump_output(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut status = None;
+    // A program may turn echo off without printing (a password prompt
+    // printed first): look at the modes now and then, not only on output.
+    let mut modes_tick = tokio::time::interval(Duration::from_millis(50));
+    modes_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = reader.read(&mut buf) => match r {
-                Ok(n) if n > 0 => session.record(&buf[..n]),
+                Ok(n) if n > 0 => {
+                    session.check_tty_modes();
+                    session.record(&buf[..n]);
+                }
                 // EIO: every copy of the PTY's other side is closed.
                 _ => break,
             },
@@ -443,6 +478,7 @@ async fn pump_output(
                 }
                 break;
             }
+            _ = modes_tick.tick() => session.check_tty_modes(),
         }
     }
     let status = match status {

@@ -7,10 +7,12 @@
 //! dead is tested without a network.
 
 pub mod attention;
+pub mod deploy;
 pub mod frame;
 pub mod input;
 pub mod limits;
 pub mod outlog;
+pub mod predict;
 pub mod resume;
 
 pub use frame::{Down, Hello, Request, Up};
