@@ -19,7 +19,6 @@ While attached: Ctrl-^ d detaches, Ctrl-^ . quits the client, Ctrl-^ ^ sends Ctr
 
 #[derive(Parser, Debug)]
 #[command(name = "abide", version, about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -61,27 +60,122 @@ pub struct ConnectArgs {
     #[arg(last = true)]
     pub command: Vec<String>,
     #[command(flatten)]
-    pub remote: RemoteOpts,
+    pub remote: RemoteArgs,
     /// Session name on the remote host (attach if it exists, create if not).
     #[arg(short = 's', long = "session")]
     pub session: Option<String>,
 }
 
-/// Options for every command that reaches a remote host.
+/// The options for reaching a remote host, as given on the command line. They
+/// are accepted before the subcommand (`abide --ssh X ls host`) and after it,
+/// but only by commands that reach a host: clap's `global` would also accept
+/// them where they mean nothing (`abide new -d --ssh X`).
 #[derive(Args, Debug, Default, Clone)]
-pub struct RemoteOpts {
-    /// The ssh command used to reach the host, with its options.
-    #[arg(long, value_name = "COMMAND", default_value = "ssh", global = true)]
-    pub ssh: String,
-    /// Path of abide on the remote host.
-    #[arg(long, value_name = "PATH", default_value = "abide", global = true)]
-    pub server: String,
-    /// udp: QUIC only; ssh: only through ssh; auto: QUIC, falling back to ssh.
-    #[arg(long, value_enum, default_value_t = TransportChoice::Auto, global = true)]
-    pub transport: TransportChoice,
+pub struct RemoteArgs {
+    /// The ssh command used to reach the host, with its options [default: ssh].
+    #[arg(long, value_name = "COMMAND")]
+    pub ssh: Option<String>,
+    /// Path of abide on the remote host [default: abide].
+    #[arg(long, value_name = "PATH")]
+    pub server: Option<String>,
+    /// udp: QUIC only; ssh: only through ssh; auto: QUIC, falling back to ssh [default: auto].
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportChoice>,
     /// UDP port range for the remote QUIC endpoint, as LO-HI.
-    #[arg(long, value_name = "LO-HI", global = true)]
+    #[arg(long, value_name = "LO-HI")]
     pub udp_ports: Option<String>,
+    /// Show typed keys before the server echoes them: auto (when the round
+    /// trip is slow enough to notice), always, never.
+    #[arg(long, value_enum, default_value_t = PredictChoice::Auto, global = true)]
+    pub predict: PredictChoice,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PredictChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<PredictChoice> for crate::proto::predict::Mode {
+    fn from(c: PredictChoice) -> Self {
+        match c {
+            PredictChoice::Auto => Self::Auto,
+            PredictChoice::Always => Self::Always,
+            PredictChoice::Never => Self::Never,
+        }
+    }
+}
+
+impl RemoteArgs {
+    /// The first option given, as written on the command line.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.ssh.is_some(), "--ssh"),
+            (self.server.is_some(), "--server"),
+            (self.transport.is_some(), "--transport"),
+            (self.udp_ports.is_some(), "--udp-ports"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
+    /// These options, with `before` (given before the subcommand) filling gaps.
+    pub fn resolve(self, before: &RemoteArgs) -> RemoteOpts {
+        let before = before.clone();
+        RemoteOpts {
+            ssh: self.ssh.or(before.ssh).unwrap_or_else(|| "ssh".into()),
+            server: self
+                .server
+                .or(before.server)
+                .unwrap_or_else(|| "abide".into()),
+            transport: self.transport.or(before.transport).unwrap_or_default(),
+            udp_ports: self.udp_ports.or(before.udp_ports),
+        }
+    }
+}
+
+/// Options for every command that reaches a remote host, defaults applied.
+#[derive(Debug, Default, Clone)]
+pub struct RemoteOpts {
+    pub ssh: String,
+    pub server: String,
+    pub transport: TransportChoice,
+    pub udp_ports: Option<String>,
+}
+
+impl Cli {
+    /// Options before a subcommand that the subcommand has no use for are an
+    /// error, not silently ignored.
+    /// `name`: the subcommand as written (clap's `subcommand_name`).
+    pub fn check(&self, name: Option<&str>) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        let (Some(cmd), Some(name)) = (&self.command, name) else {
+            return Ok(());
+        };
+        let takes_remote = matches!(cmd, Command::Attach(_) | Command::Ls(_) | Command::Kill(_));
+        let stray = match (self.connect.remote.first_given(), takes_remote) {
+            (Some(flag), false) => Some(format!(
+                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill), not for '{name}'"
+            )),
+            _ => None,
+        }
+        .or_else(|| {
+            self.connect.session.is_some().then(|| {
+                format!("-s/--session before '{name}' means nothing; write it after the command")
+            })
+        })
+        .or_else(|| {
+            self.connect.destination.as_ref().map(|d| {
+                format!("'{d}' before '{name}': write the command first (abide {name} ...)")
+            })
+        });
+        match stray {
+            Some(msg) => Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg)),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,8 +194,9 @@ pub struct NewArgs {
     /// Do not attach; just start it.
     #[arg(short = 'd', long)]
     pub detached: bool,
-    /// Program and arguments (default: your login shell).
-    #[arg(last = true)]
+    /// Program and arguments (default: your login shell). Options of the
+    /// program may follow it (`new -d make -j8`); `--` before it also works.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -109,6 +204,8 @@ pub struct NewArgs {
 pub struct AttachArgs {
     /// NAME (a local session), HOST: or USER@HOST (the most recent there), HOST:NAME.
     pub target: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
@@ -118,12 +215,16 @@ pub struct LsArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct KillArgs {
     /// NAME or HOST:NAME.
     pub target: String,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +238,10 @@ pub struct DemoArgs {
     /// Seconds the loss phase lasts.
     #[arg(long, default_value_t = 8)]
     pub loss_s: u64,
+    /// Instead of the faults: a shell over a link where every packet waits
+    /// this long each way, to see typed keys shown at once (--predict).
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -1,9 +1,13 @@
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use abide::cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = cli.check(matches.subcommand_name()) {
+        e.exit();
+    }
     // The daemon must fork before any thread exists.
     if let Some(Command::Server(s)) = &cli.command {
         if s.daemon && !s.foreground {

@@ -32,7 +32,7 @@ pub fn ssh_argv(opts: &RemoteOpts) -> Result<Vec<String>> {
     if argv.is_empty() {
         bail!("--ssh is empty");
     }
-    Ok(argv)
+    Ok(crate::client::first_minute::with_connect_timeout(argv))
 }
 
 /// The host part of `user@host` (for the UDP address when ssh does not tell us).
@@ -156,6 +156,7 @@ pub async fn bootstrap(
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run {:?}", argv[0]))?;
     let stdout = child.stdout.take().expect("piped");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use crate::cli::{KillArgs, LsArgs, NewArgs};
-use crate::client::{attach, connector, tty};
+use crate::client::{attach, connector, terminal_contract, tty};
 use crate::paths;
 use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionInfo, Target, Up};
 use crate::server::launch;
@@ -58,7 +58,7 @@ pub async fn attach_local(target: Target) -> Result<i32> {
         start: create,
     });
     let outcome = attach::run(conn, target).await?;
-    Ok(outcome.report())
+    Ok(terminal_contract::farewell(&outcome, |n| n.to_string()))
 }
 
 pub async fn new(args: NewArgs) -> Result<i32> {
@@ -86,12 +86,49 @@ pub async fn new(args: NewArgs) -> Result<i32> {
         .expect("a daemon was started");
     match reply {
         Down::Attached(a) => {
+            if let Some((code, said)) = exited_at_once(&mut link).await {
+                let said = String::from_utf8_lossy(&said);
+                let said = said.trim();
+                bail!(
+                    "session '{}' {} at once{}",
+                    a.name,
+                    terminal_contract::describe_exit(code),
+                    if said.is_empty() {
+                        " (it printed nothing)".to_string()
+                    } else {
+                        format!("; it printed:\n{said}")
+                    }
+                );
+            }
             link.tx.send(&Up::Detach).await?;
             eprintln!("abide: started session '{}'", a.name);
             Ok(0)
         }
         Down::Error { message, .. } => bail!("{message}"),
         other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+/// How long `new -d` watches a new session before saying it started: a
+/// program that exits at once would otherwise vanish unseen.
+const EXIT_WATCH: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The exit code and the last output (at most 2 kB) of a session that ends
+/// within [`EXIT_WATCH`].
+async fn exited_at_once(link: &mut crate::transport::framed::Link) -> Option<(i32, Vec<u8>)> {
+    let deadline = tokio::time::Instant::now() + EXIT_WATCH;
+    let mut said = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, link.rx.next::<Down>()).await {
+            Ok(Ok(Some(Down::Exited { code }))) => return Some((code, said)),
+            Ok(Ok(Some(Down::Output { data, .. }))) => {
+                said.extend_from_slice(&data);
+                let cut = said.len().saturating_sub(2048);
+                said.drain(..cut);
+            }
+            Ok(Ok(Some(_))) => {}
+            _ => return None,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<i32> {
+    crate::client::predict_overlay::set_mode(cli.connect.remote.predict.into());
     match cli.command {
         // Synchronous commands that need no runtime.
         Some(Command::Explain(a)) => crate::doctor::run_explain(a),
@@ -26,9 +27,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             rt.block_on(async move {
                 match cmd {
                     Some(Command::New(a)) => local::new(a).await,
-                    Some(Command::Attach(a)) => remote::attach(a, cli.connect.remote).await,
-                    Some(Command::Ls(a)) => remote::ls(a, cli.connect.remote).await,
-                    Some(Command::Kill(a)) => remote::kill(a, cli.connect.remote).await,
+                    Some(Command::Attach(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::attach(a, opts).await
+                    }
+                    Some(Command::Ls(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::ls(a, opts).await
+                    }
+                    Some(Command::Kill(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::kill(a, opts).await
+                    }
                     Some(Command::KillServer) => local::kill_server().await,
                     Some(Command::Server(a)) => server::run(a).await,
                     Some(Command::Demo(a)) => demo::run(a).await,

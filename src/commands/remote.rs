@@ -53,7 +53,8 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     if !crate::client::tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
     }
-    let line = r::bootstrap(opts, host, &spec).await?;
+    let line =
+        crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
     let addr = r::udp_addr(host, &line).await?;
     let target = crate::transport::quic::Target {
         addr,
@@ -75,7 +76,9 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     );
     let conn = Arc::new(r::SharedRemote(Arc::new(remote)));
     let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
-    Ok(outcome.report())
+    Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
+        format!("{host}:{n}")
+    }))
 }
 
 /// `abide [user@]host [-s NAME] [-- cmd...]`
@@ -86,7 +89,8 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
         command: &args.command,
         existing_only: false,
     };
-    open_remote(&args.remote, &host, spec).await
+    let opts = args.remote.clone().resolve(&Default::default());
+    open_remote(&opts, &host, spec).await
 }
 
 pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {

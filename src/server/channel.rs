@@ -236,7 +236,13 @@ async fn write_half(
 ) -> Result<()> {
     let mut output = session.subscribe_output();
     let mut exit = session.subscribe_exit();
+    let mut tty_modes = session.subscribe_tty_modes();
+    tty_modes.mark_changed();
     loop {
+        if tty_modes.has_changed().unwrap_or(false) {
+            let m = *tty_modes.borrow_and_update();
+            tx.feed(&Down::TtyModes(m)).await?;
+        }
         // Control frames first, so a pong never waits behind bulk output.
         while let Ok(f) = ctrl.try_recv() {
             let done = matches!(f, Down::Detached | Down::Error { .. });
@@ -306,6 +312,8 @@ async fn write_half(
             _ = output.changed() => {}
             _ = acked.changed() => {}
             _ = exit.changed() => {}
+            // Sent at the top of the loop.
+            Ok(()) = tty_modes.changed() => tty_modes.mark_changed(),
             _ = kicked.changed() => {
                 let _ = tx.send(&Down::Detached).await;
                 return Ok(());

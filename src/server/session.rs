@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::proto::frame::{NewSession, SessionInfo, WinSize};
+use crate::proto::frame::{NewSession, SessionInfo, TtyModes, WinSize};
 use crate::proto::input::InputDedup;
 use crate::proto::outlog::Read;
 use crate::server::recorder::Recorder;
@@ -38,6 +38,8 @@ pub struct Session {
     /// A duplicate of the PTY master for TIOCSWINSZ, so a resize never waits
     /// behind a write blocked on a program that does not read its input.
     resize_fd: OwnedFd,
+    /// The PTY's echo and line modes (read from the master), for the clients' prediction.
+    tty_modes: watch::Sender<TtyModes>,
 }
 
 struct State {
@@ -192,9 +194,7 @@ impl Session {
                 cmd = cmd.current_dir(dir);
             }
         }
-        let child = cmd
-            .spawn(pts)
-            .with_context(|| format!("cannot start {}", command.join(" ")))?;
+        let child = cmd.spawn(pts).map_err(|e| cannot_start(&command[0], e))?;
         let pid = child.id().unwrap_or(0);
         let (reader, writer) = pty.into_split();
 
@@ -215,6 +215,11 @@ impl Session {
             exit_tx: watch::channel(None).0,
             writer: tokio::sync::Mutex::new(writer),
             resize_fd,
+            tty_modes: watch::channel(TtyModes {
+                echo: true,
+                canonical: true,
+            })
+            .0,
         });
         tokio::spawn(feed_model(
             Arc::downgrade(&session),
@@ -231,6 +236,27 @@ impl Session {
 
     pub fn subscribe_output(&self) -> watch::Receiver<u64> {
         self.output_tx.subscribe()
+    }
+
+    pub fn subscribe_tty_modes(&self) -> watch::Receiver<TtyModes> {
+        self.tty_modes.subscribe()
+    }
+
+    /// Reads the PTY's ECHO and ICANON flags (the master reports the
+    /// terminal's termios) and wakes the channels when they changed.
+    fn check_tty_modes(&self) {
+        use nix::sys::termios::{tcgetattr, LocalFlags};
+        if let Ok(t) = tcgetattr(&self.resize_fd) {
+            let m = TtyModes {
+                echo: t.local_flags.contains(LocalFlags::ECHO),
+                canonical: t.local_flags.contains(LocalFlags::ICANON),
+            };
+            self.tty_modes.send_if_modified(|old| {
+                let changed = *old != m;
+                *old = m;
+                changed
+            });
+        }
     }
 
     pub fn subscribe_exit(&self) -> watch::Receiver<Option<i32>> {
@@ -372,11 +398,28 @@ pub enum ReadGap {
     Future,
 }
 
+/// Why the program did not start, said once (the PTY crate's error repeats
+/// its cause) and in the user's terms.
+fn cannot_start(program: &str, e: pty_process::Error) -> anyhow::Error {
+    let io = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    match io {
+        Some(std::io::ErrorKind::NotFound) => anyhow::anyhow!(
+            "cannot start '{program}': no such program (not found in PATH, or the path does not exist)"
+        ),
+        Some(std::io::ErrorKind::PermissionDenied) => {
+            anyhow::anyhow!("cannot start '{program}': permission denied (is it executable?)")
+        }
+        _ => anyhow::anyhow!("cannot start '{program}': {e}"),
+    }
+}
+
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
 }
 
 /// Keeps the terminal model near the log's end, off the output path. Holds
@@ -396,10 +439,17 @@ async fn pump_output(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut status = None;
+    // A program may turn echo off without printing (a password prompt
+    // printed first): look at the modes now and then, not only on output.
+    let mut modes_tick = tokio::time::interval(Duration::from_millis(50));
+    modes_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = reader.read(&mut buf) => match r {
-                Ok(n) if n > 0 => session.record(&buf[..n]),
+                Ok(n) if n > 0 => {
+                    session.check_tty_modes();
+                    session.record(&buf[..n]);
+                }
                 // EIO: every copy of the PTY's other side is closed.
                 _ => break,
             },
@@ -415,6 +465,7 @@ async fn pump_output(
                 }
                 break;
             }
+            _ = modes_tick.tick() => session.check_tty_modes(),
         }
     }
     let status = match status {

@@ -177,12 +177,32 @@ pub enum Down {
         nonce: u64,
     },
     /// The program exited; all its output has been sent before this frame.
+    /// `code`: its exit status, or minus the signal that killed it.
     Exited {
         code: i32,
     },
     /// The server ended this channel because the client detached (or another
     /// channel of the same client took over).
     Detached,
+    /// The PTY's terminal modes, sent on attach and whenever they change:
+    /// the client never predicts echo while the program reads a password.
+    TtyModes(TtyModes),
+}
+
+/// The PTY's termios flags that decide whether typed keys are echoed.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TtyModes {
+    /// `ECHO`: the kernel echoes input.
+    pub echo: bool,
+    /// `ICANON`: the kernel edits lines (a program that turns it off draws its own echo).
+    pub canonical: bool,
+}
+
+impl TtyModes {
+    /// Line input that the kernel does not echo: a password prompt.
+    pub fn hidden(&self) -> bool {
+        !self.echo && self.canonical
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod input;
 pub mod limits;
 pub mod outlog;
+pub mod predict;
 pub mod resume;
 
 pub use frame::{Down, Hello, Request, Up};

@@ -221,6 +221,11 @@ impl ClientCore {
         }
     }
 
+    /// The sequence number of the last input chunk queued.
+    pub fn last_input_seq(&self) -> u64 {
+        self.input.last_seq()
+    }
+
     pub fn resize(&mut self, size: WinSize) {
         if size != self.size {
             self.size = size;
@@ -297,7 +302,8 @@ impl ClientCore {
                 }
             }
             Down::InputAck { seq } => self.input.ack(seq),
-            Down::Pong { .. } => {}
+            // Read by the driver's echo prediction, which sees every frame.
+            Down::Pong { .. } | Down::TtyModes(_) => {}
             Down::Exited { code } => {
                 self.finished = true;
                 self.events.push_back(Event::Exited { code });
