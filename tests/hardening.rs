@@ -32,12 +32,15 @@ fn recv(s: &mut impl Read) -> Down {
     frame::decode(&body).expect("a Down frame")
 }
 
-/// The next frame that is not output.
+/// The next frame that answers or ends the channel (output, acks, terminal
+/// modes and the like are skipped).
 fn recv_control(s: &mut impl Read) -> Down {
     loop {
         match recv(s) {
-            Down::Output { .. } | Down::Snapshot { .. } => {}
-            f => return f,
+            f @ (Down::Attached(_) | Down::Error { .. } | Down::Detached | Down::Exited { .. }) => {
+                return f
+            }
+            _ => {}
         }
     }
 }
