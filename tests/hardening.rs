@@ -166,6 +166,10 @@ fn huge_sizes_are_refused_and_the_daemon_stays_responsive() {
         t.elapsed()
     );
     let rss = rss_kib(pid);
+    eprintln!(
+        "after huge sizes: ls answered in {:?}, daemon RSS {rss} KiB",
+        t.elapsed()
+    );
     assert!(rss < 100 * 1024, "daemon RSS {rss} KiB");
     // A good size still works.
     let mut s = connect(&rt);
@@ -331,6 +335,9 @@ fn accept_backs_off_when_out_of_descriptors() {
     let log_len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let lines = text.lines().filter(|l| l.contains("accept:")).count();
+    eprintln!(
+        "out of descriptors for 3 s: {cpu} CPU ticks, log {log_len} bytes, {lines} accept lines"
+    );
     assert!(
         log_len < 64 * 1024 && lines <= 3,
         "log grew to {log_len} bytes, {lines} accept lines"
