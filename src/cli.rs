@@ -18,7 +18,7 @@ Examples:
 While attached: Ctrl-^ d detaches, Ctrl-^ . quits the client, Ctrl-^ ^ sends Ctrl-^.";
 
 #[derive(Parser, Debug)]
-#[command(name = "abide", version, about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
+#[command(name = "abide", version = crate::client::deploy::version_line(), about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -46,9 +46,45 @@ pub enum Command {
     Explain(crate::doctor::ExplainArgs),
     /// Check (and with --fix, repair) the SSH keepalive settings and the path to a host.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script: abide completions bash|zsh|fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): abide man > ~/.local/share/man/man1/abide.1
+    Man,
     /// The server side (started for you; see --help).
     #[command(hide = true)]
     Server(ServerArgs),
+    /// Stay connected and report bells, notifications, quiet and exits of detached sessions, here or on each HOST.
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Hosts to watch (default: this machine).
+    pub hosts: Vec<String>,
+    /// Run this shell command per event, with ABIDE_TITLE, ABIDE_BODY,
+    /// ABIDE_SESSION, ABIDE_HOST and ABIDE_EVENT set, e.g.
+    /// 'notify-send "$ABIDE_TITLE" "$ABIDE_BODY"'.
+    #[arg(long, value_name = "COMMAND")]
+    pub exec: Option<String>,
+    /// Desktop notification through this terminal (OSC 9 / 777 / 99): auto
+    /// picks by $TERM_PROGRAM/$TERM when stdout is a terminal.
+    #[arg(long, value_enum, default_value_t = DesktopChoice::Auto)]
+    pub desktop: DesktopChoice,
+    /// Do not report "quiet" (no output for a while after activity).
+    #[arg(long)]
+    pub no_quiet: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DesktopChoice {
+    #[default]
+    Auto,
+    Osc9,
+    Osc777,
+    Osc99,
+    Off,
 }
 
 /// `abide [user@]host [-- cmd...]`
@@ -75,9 +111,12 @@ pub struct RemoteArgs {
     /// The ssh command used to reach the host, with its options [default: ssh].
     #[arg(long, value_name = "COMMAND")]
     pub ssh: Option<String>,
-    /// Path of abide on the remote host [default: abide].
+    /// Path of abide on the remote host [default: the one abide installs there itself].
     #[arg(long, value_name = "PATH")]
     pub server: Option<String>,
+    /// Do not install abide on the remote host; run the `abide` on its PATH.
+    #[arg(long)]
+    pub no_deploy: bool,
     /// udp: QUIC only; ssh: only through ssh; auto: QUIC, falling back to ssh [default: auto].
     #[arg(long, value_enum)]
     pub transport: Option<TransportChoice>,
@@ -116,6 +155,7 @@ impl RemoteArgs {
             (self.server.is_some(), "--server"),
             (self.transport.is_some(), "--transport"),
             (self.udp_ports.is_some(), "--udp-ports"),
+            (self.no_deploy, "--no-deploy"),
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
@@ -129,7 +169,8 @@ impl RemoteArgs {
             server: self
                 .server
                 .or(before.server)
-                .unwrap_or_else(|| "abide".into()),
+                .unwrap_or_else(|| DEFAULT_SERVER.into()),
+            no_deploy: self.no_deploy || before.no_deploy,
             transport: self.transport.or(before.transport).unwrap_or_default(),
             udp_ports: self.udp_ports.or(before.udp_ports),
         }
@@ -141,6 +182,7 @@ impl RemoteArgs {
 pub struct RemoteOpts {
     pub ssh: String,
     pub server: String,
+    pub no_deploy: bool,
     pub transport: TransportChoice,
     pub udp_ports: Option<String>,
 }
@@ -154,10 +196,13 @@ impl Cli {
         let (Some(cmd), Some(name)) = (&self.command, name) else {
             return Ok(());
         };
-        let takes_remote = matches!(cmd, Command::Attach(_) | Command::Ls(_) | Command::Kill(_));
+        let takes_remote = matches!(
+            cmd,
+            Command::Attach(_) | Command::Ls(_) | Command::Kill(_) | Command::Watch(_)
+        );
         let stray = match (self.connect.remote.first_given(), takes_remote) {
             (Some(flag), false) => Some(format!(
-                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill), not for '{name}'"
+                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill, watch), not for '{name}'"
             )),
             _ => None,
         }
@@ -178,6 +223,16 @@ impl Cli {
     }
 }
 
+/// `--server` when not given: the deployed abide, else the one on the PATH.
+pub const DEFAULT_SERVER: &str = "abide";
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TransportChoice {
     #[default]
@@ -194,6 +249,9 @@ pub struct NewArgs {
     /// Do not attach; just start it.
     #[arg(short = 'd', long)]
     pub detached: bool,
+    /// End the session once it has been detached this long (30m, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub expire: Option<String>,
     /// Program and arguments (default: your login shell). Options of the
     /// program may follow it (`new -d make -j8`); `--` before it also works.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
@@ -268,6 +326,9 @@ pub struct ServerArgs {
     /// --stdio: the only session this channel may attach to.
     #[arg(long)]
     pub session: Option<String>,
+    /// With --bootstrap: grant watching (`abide watch HOST`), no session.
+    #[arg(long)]
+    pub watch: bool,
     /// With --bootstrap: always create a new session.
     #[arg(long)]
     pub new: bool,

@@ -301,6 +301,14 @@ async fn drive(
                     write_terminal(&out)?;
                     bail!("{message}");
                 }
+                Event::Away(summary) => {
+                    if let Some(text) =
+                        crate::client::away::announcement(&summary).filter(|_| terminal)
+                    {
+                        screen.show(&mut out, &text);
+                        notice_until = Some(Instant::now() + Duration::from_secs(6));
+                    }
+                }
             }
         }
         if !terminal {

@@ -94,6 +94,8 @@ pub async fn serve(
         }
         match &mut request {
             Request::Attach(a) => a.target = Target::Id(grant.session_id),
+            // Any grant is this user's, proven over ssh: it may watch.
+            Request::Watch(_) => {}
             _ => {
                 refuse(
                     &mut tx,
@@ -121,6 +123,21 @@ pub async fn serve(
             Err((kind, message)) => refuse(&mut tx, kind, message).await,
         },
         Request::Attach(a) => attach(daemon, a, rx, tx).await,
+        Request::ListAttention => tx.send(&Down::SessionList(daemon.list_entries())).await,
+        Request::Watch(w) => crate::server::attention::serve_watch(daemon, w, rx, tx).await,
+        Request::Expire { name, after_secs } => match daemon.find(&Target::Existing(Some(name))) {
+            Ok(s) => {
+                s.attention.set_expiry(after_secs.map(Duration::from_secs));
+                tx.send(&Down::Done).await
+            }
+            Err((kind, message)) => refuse(&mut tx, kind, message).await,
+        },
+        Request::GrantWatch { port_range } => {
+            match crate::server::bootstrap::grant_watch(&daemon, port_range).await {
+                Ok(granted) => tx.send(&Down::Granted(granted)).await,
+                Err((kind, message)) => refuse(&mut tx, kind, message).await,
+            }
+        }
     }
 }
 
@@ -169,6 +186,11 @@ async fn attach(
         start_offset: start,
     }))
     .await?;
+    // What the program did while nobody watched; the marks are cleared.
+    let missed = session.attention.attached();
+    if missed.bells > 0 || missed.notifications > 0 {
+        tx.send(&Down::Away(missed)).await?;
+    }
 
     let (ctrl_tx, ctrl_rx) = mpsc::channel::<Down>(64);
     let (ack_tx, ack_rx) = watch::channel(start);

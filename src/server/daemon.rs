@@ -25,6 +25,8 @@ pub struct Daemon {
     pub quic: tokio::sync::Mutex<Option<crate::transport::quic::ServerEndpoint>>,
     shutdown: watch::Sender<bool>,
     channels: AtomicUsize,
+    /// Attention events of every session, for watchers.
+    pub attention: Arc<crate::server::attention::Hub>,
 }
 
 /// A network client's right to attach to one session, minted by a bootstrap.
@@ -117,7 +119,6 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 impl Daemon {
     fn new(cfg: Config, rt: PathBuf) -> Arc<Daemon> {
         Arc::new(Daemon {
-            cfg,
             rt,
             sessions: Mutex::new(Sessions {
                 next_id: rand_u64() | 1,
@@ -127,6 +128,8 @@ impl Daemon {
             quic: tokio::sync::Mutex::new(None),
             shutdown: watch::channel(false).0,
             channels: AtomicUsize::new(0),
+            attention: crate::server::attention::Hub::new(cfg.quiet_after, cfg.expire_detached),
+            cfg,
         })
     }
 
@@ -138,6 +141,17 @@ impl Daemon {
             .iter()
             .map(|s| s.info())
             .collect()
+    }
+
+    pub fn list_entries(&self) -> Vec<crate::proto::frame::SessionEntry> {
+        self.sessions()
+            .iter()
+            .map(|s| s.attention.entry(s))
+            .collect()
+    }
+
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().unwrap().list.clone()
     }
 
     fn touch(s: &mut Sessions, id: u64) {
@@ -204,6 +218,7 @@ impl Daemon {
         let limits = Limits {
             ring_bytes: self.cfg.ring_bytes,
             scrollback_lines: self.cfg.scrollback_lines,
+            attention: self.attention.clone(),
         };
         let weak = Arc::downgrade(self);
         let session = Session::spawn(id, name, spec, size, &limits, move |sess| {
@@ -405,6 +420,7 @@ async fn serve(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
                 daemon.expire_grants(Instant::now());
+                crate::server::attention::tick(&daemon.sessions());
                 let n = daemon.sessions.lock().unwrap().list.len();
                 had_sessions |= n > 0;
                 if n > 0 {

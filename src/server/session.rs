@@ -40,6 +40,8 @@ pub struct Session {
     resize_fd: OwnedFd,
     /// The PTY's echo and line modes (read from the master), for the clients' prediction.
     tty_modes: watch::Sender<TtyModes>,
+    /// Bells, notifications, quiet and expiry (see `server::attention`).
+    pub attention: crate::server::attention::SessionAttention,
 }
 
 struct State {
@@ -75,6 +77,7 @@ impl Drop for ClientGuard {
 pub struct Limits {
     pub ring_bytes: usize,
     pub scrollback_lines: usize,
+    pub attention: Arc<crate::server::attention::Hub>,
 }
 
 /// The user's login shell from the password database, as ssh and tmux use.
@@ -200,7 +203,7 @@ impl Session {
 
         let session = Arc::new(Session {
             id,
-            name,
+            name: name.clone(),
             command,
             pid,
             created: SystemTime::now(),
@@ -220,6 +223,11 @@ impl Session {
                 canonical: true,
             })
             .0,
+            attention: crate::server::attention::SessionAttention::new(
+                limits.attention.clone(),
+                id,
+                &name,
+            ),
         });
         tokio::spawn(feed_model(
             Arc::downgrade(&session),
@@ -230,6 +238,7 @@ impl Session {
     }
 
     fn record(&self, bytes: &[u8]) {
+        self.attention.output(bytes, self.is_attached());
         let end = self.output.append(bytes);
         self.output_tx.send_replace(end);
     }
@@ -303,6 +312,10 @@ impl Session {
             generation,
             kicked,
         }
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.state.lock().unwrap().clients.is_empty()
     }
 
     pub fn input_applied(&self, client_id: u64) -> u64 {
@@ -474,6 +487,7 @@ async fn pump_output(
     };
     let code = status.map(exit_code).unwrap_or(1);
     tracing::info!(session = %session.name, code, "program exited");
+    session.attention.exited(code);
     session.exit_tx.send_replace(Some(code));
     on_exit(&session);
 }
