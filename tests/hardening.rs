@@ -185,8 +185,17 @@ fn huge_sizes_are_refused_and_the_daemon_stays_responsive() {
             cols: 132,
         }),
     );
+    // The largest size allowed costs a bounded amount.
+    let (rows, cols) = (
+        abide::proto::limits::MAX_ROWS,
+        abide::proto::limits::MAX_COLS,
+    );
+    send(&mut s, &Up::Resize(WinSize { rows, cols }));
     send(&mut s, &Up::Detach);
     assert_eq!(recv_control(&mut s), Down::Detached);
+    let rss = rss_kib(pid);
+    eprintln!("after a {rows}x{cols} resize: daemon RSS {rss} KiB");
+    assert!(rss < 100 * 1024, "daemon RSS {rss} KiB");
 }
 
 fn fd_targets(pid: i32) -> Vec<(i32, String)> {
