@@ -36,11 +36,12 @@ fn recv(s: &mut impl Read) -> Down {
 /// modes and the like are skipped).
 fn recv_control(s: &mut impl Read) -> Down {
     loop {
-        match recv(s) {
-            f @ (Down::Attached(_) | Down::Error { .. } | Down::Detached | Down::Exited { .. }) => {
-                return f
-            }
-            _ => {}
+        let f = recv(s);
+        if matches!(
+            f,
+            Down::Attached(_) | Down::Error { .. } | Down::Detached | Down::Exited { .. }
+        ) {
+            return f;
         }
     }
 }
