@@ -109,17 +109,17 @@ fn last_line(screen: &str) -> &str {
     screen.trim_end().lines().last().unwrap_or("")
 }
 
-/// An "ssh" that runs the remote command right here and points the client's
-/// UDP at `port` (the fault proxy) instead of the daemon's own port.
-fn fake_ssh(rt: &Rt, port: u16) -> String {
-    let path = rt.scratch().join("fake-ssh");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nfor last; do :; done\nsh -c \"$last\" | sed 's/^\\(ABIDE-CONNECT [0-9]*\\) [0-9]* /\\1 {port} /'\n"
+/// An "ssh" that runs the remote command right here and, with `port`, points
+/// the client's UDP at it (the fault proxy) instead of the daemon's own port.
+fn fake_ssh(rt: &Rt, port: Option<u16>) -> String {
+    let path = rt.scratch().join(format!("fake-ssh-{}", port.unwrap_or(0)));
+    let run = match port {
+        Some(port) => format!(
+            "sh -c \"$last\" | sed 's/^\\(ABIDE-CONNECT [0-9]*\\) [0-9]* /\\1 {port} /'"
         ),
-    )
-    .unwrap();
+        None => "exec sh -c \"$last\"".to_string(),
+    };
+    std::fs::write(&path, format!("#!/bin/sh\nfor last; do :; done\n{run}\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path.display().to_string()
@@ -150,7 +150,7 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     let rt = Rt::new();
     let server = format!("127.0.0.1:{}", quic_port(&rt)).parse().unwrap();
     let proxy = abide::faultproxy::FaultProxy::start(server).await.unwrap();
-    let ssh = fake_ssh(&rt, proxy.addr().port());
+    let ssh = fake_ssh(&rt, Some(proxy.addr().port()));
     let t = Tmux::start(&rt, 80, 24);
     t.run("for i in $(seq 1 12); do echo previous-output-$i; done");
     t.wait_for("the shell", |s| last_line(s) == "$");
@@ -363,4 +363,39 @@ fn connecting_is_said_and_ctrl_caret_dot_gives_up() {
     // The terminal's quit character is Ctrl-\ again.
     t.run("stty -a | tr ';' '\\n' | grep -w quit");
     t.wait_for("stty", |s| s.contains("quit = ^\\"));
+}
+
+/// `abide HOST` comes back to the login shell it started, not to the session
+/// that ran last; bare `abide attach` says which session it took.
+#[test]
+fn abide_host_resumes_its_login_session() {
+    need!("tmux");
+    let rt = Rt::new();
+    let ssh = fake_ssh(&rt, None);
+    let t = Tmux::start(&rt, 80, 24);
+    let open = format!("{BIN} --ssh {ssh} --server {BIN} --transport ssh 127.0.0.1");
+    t.run(&open);
+    t.wait_for("the login shell", |s| {
+        let l = last_line(s);
+        !l.ends_with("127.0.0.1") && (l.ends_with('#') || l.ends_with('$'))
+    });
+    t.run("echo in-session-$ABIDE_SESSION");
+    t.wait_for("the session's name", |s| s.contains("in-session-login"));
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
+    // A newer session, used more recently.
+    assert!(rt.run(&["new", "-d", "-s", "newer", "sleep", "600"]).status.success());
+    t.run("clear");
+    t.run(&open);
+    t.wait_for("the login shell again", |s| s.contains("in-session-login"));
+    t.run("echo again-$ABIDE_SESSION");
+    t.wait_for("the session's name", |s| s.contains("again-login"));
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached from session 'login'");
+    t.run("clear");
+    t.run(&format!("{BIN} attach"));
+    let screen = t.wait_for("the pick", |s| s.contains("abide: attaching to session '"));
+    assert!(screen.contains("attaching to session 'newer'") || screen.contains("attaching to session 'login'"), "{screen}");
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
 }
