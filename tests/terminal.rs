@@ -399,3 +399,44 @@ fn abide_host_resumes_its_login_session() {
     t.keys(&["C-^", "d"]);
     t.wait_prompt_after("[detached");
 }
+
+/// A session shown at one size and reattached from a larger, then a smaller
+/// terminal: the program's screen fits each, and nothing of the old size
+/// (scroll region, rows) is left behind.
+#[test]
+fn reattach_at_a_larger_and_a_smaller_size() {
+    need!("tmux", "top");
+    let rt = Rt::new();
+    let t = Tmux::start(&rt, 80, 24);
+    t.run(&format!("{BIN} new -s sized -- top -d 0.5"));
+    t.wait_for("top", |s| s.starts_with("top - "));
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
+    for (cols, rows) in [(100u16, 40u16), (60, 15)] {
+        t.resize(cols, rows);
+        t.run("clear");
+        t.run(&format!("{BIN} attach sized"));
+        let screen = t.wait_for(&format!("top at {cols}x{rows}"), |s| {
+            let rows_shown: Vec<&str> = s.lines().collect();
+            rows_shown.first().is_some_and(|l| l.starts_with("top - "))
+                && rows_shown.len() == rows as usize
+                && !rows_shown[rows as usize - 1].trim().is_empty()
+        });
+        assert_eq!(t.var("scroll_region_lower"), (rows - 1).to_string(), "{screen}");
+        // The header stays (a stale region would scroll it away).
+        std::thread::sleep(Duration::from_millis(1200));
+        let screen = t.screen();
+        assert!(screen.starts_with("top - "), "top's header is gone at {cols}x{rows}:\n{screen}");
+        t.keys(&["C-^", "d"]);
+        t.wait_prompt_after("[detached");
+        assert_left_as_found(&t, rows);
+        t.run("seq 1 100");
+        let screen = t.wait_for("the shell's output", |s| s.contains("100\n$"));
+        // The user's shell has every row again: output ends on the last row.
+        assert_eq!(
+            t.cursor().0,
+            rows - 1,
+            "the shell is confined to part of the screen:\n{screen}"
+        );
+    }
+}
