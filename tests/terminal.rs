@@ -440,3 +440,40 @@ fn reattach_at_a_larger_and_a_smaller_size() {
         );
     }
 }
+
+/// The README's first command, after cargo's own lines: the demo writes below
+/// them, never over them, and its narration stays after it ends.
+#[test]
+fn the_demo_leaves_the_lines_above_it_intact() {
+    need!("tmux");
+    let rt = Rt::new();
+    let t = Tmux::start(&rt, 100, 30);
+    t.run("for i in 1 2 3 4 5; do echo cargo-line-$i; done");
+    t.wait_for("the shell", |s| last_line(s) == "$");
+    t.run(&format!("{BIN} demo --blackhole-s 2 --loss-s 1"));
+    t.wait_for("the demo's first line", |s| s.contains("demo line 1 "));
+    let screen = t.screen();
+    for i in 1..=5 {
+        assert!(
+            screen.lines().any(|l| l == format!("cargo-line-{i}")),
+            "cargo-line-{i} overwritten at the start:\n{screen}"
+        );
+    }
+    t.wait_for_within("the demo's end", Duration::from_secs(90), |s| {
+        s.contains("abide demo summary:") && last_line(s) == "$"
+    });
+    let all = t.history();
+    for i in 1..=5 {
+        assert_eq!(
+            all.lines().filter(|l| *l == format!("cargo-line-{i}")).count(),
+            1,
+            "cargo-line-{i}:\n{all}"
+        );
+    }
+    assert!(all.contains("cutting the link for 2 s"), "{all}");
+    assert!(all.contains("(0 missing, 0 duplicated)"), "{all}");
+    // The program's lines come after cargo's, in order.
+    let pos = |needle: &str| all.find(needle).unwrap_or_else(|| panic!("{needle}:\n{all}"));
+    assert!(pos("cargo-line-5") < pos("demo line 1 "));
+    assert_left_as_found(&t, 30);
+}
