@@ -49,6 +49,38 @@ pub enum Command {
     /// The server side (started for you; see --help).
     #[command(hide = true)]
     Server(ServerArgs),
+    /// Stay connected and report bells, notifications, quiet and exits of detached sessions, here or on each HOST.
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Hosts to watch (default: this machine).
+    pub hosts: Vec<String>,
+    /// Run this shell command per event, with ABIDE_TITLE, ABIDE_BODY,
+    /// ABIDE_SESSION, ABIDE_HOST and ABIDE_EVENT set, e.g.
+    /// 'notify-send "$ABIDE_TITLE" "$ABIDE_BODY"'.
+    #[arg(long, value_name = "COMMAND")]
+    pub exec: Option<String>,
+    /// Desktop notification through this terminal (OSC 9 / 777 / 99): auto
+    /// picks by $TERM_PROGRAM/$TERM when stdout is a terminal.
+    #[arg(long, value_enum, default_value_t = DesktopChoice::Auto)]
+    pub desktop: DesktopChoice,
+    /// Do not report "quiet" (no output for a while after activity).
+    #[arg(long)]
+    pub no_quiet: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DesktopChoice {
+    #[default]
+    Auto,
+    Osc9,
+    Osc777,
+    Osc99,
+    Off,
 }
 
 /// `abide [user@]host [-- cmd...]`
@@ -84,6 +116,28 @@ pub struct RemoteArgs {
     /// UDP port range for the remote QUIC endpoint, as LO-HI.
     #[arg(long, value_name = "LO-HI")]
     pub udp_ports: Option<String>,
+    /// Show typed keys before the server echoes them: auto (when the round
+    /// trip is slow enough to notice), always, never.
+    #[arg(long, value_enum, default_value_t = PredictChoice::Auto, global = true)]
+    pub predict: PredictChoice,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PredictChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<PredictChoice> for crate::proto::predict::Mode {
+    fn from(c: PredictChoice) -> Self {
+        match c {
+            PredictChoice::Auto => Self::Auto,
+            PredictChoice::Always => Self::Always,
+            PredictChoice::Never => Self::Never,
+        }
+    }
 }
 
 impl RemoteArgs {
@@ -132,10 +186,13 @@ impl Cli {
         let (Some(cmd), Some(name)) = (&self.command, name) else {
             return Ok(());
         };
-        let takes_remote = matches!(cmd, Command::Attach(_) | Command::Ls(_) | Command::Kill(_));
+        let takes_remote = matches!(
+            cmd,
+            Command::Attach(_) | Command::Ls(_) | Command::Kill(_) | Command::Watch(_)
+        );
         let stray = match (self.connect.remote.first_given(), takes_remote) {
             (Some(flag), false) => Some(format!(
-                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill), not for '{name}'"
+                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill, watch), not for '{name}'"
             )),
             _ => None,
         }
@@ -172,6 +229,9 @@ pub struct NewArgs {
     /// Do not attach; just start it.
     #[arg(short = 'd', long)]
     pub detached: bool,
+    /// End the session once it has been detached this long (30m, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub expire: Option<String>,
     /// Program and arguments (default: your login shell). Options of the
     /// program may follow it (`new -d make -j8`); `--` before it also works.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
@@ -216,6 +276,10 @@ pub struct DemoArgs {
     /// Seconds the loss phase lasts.
     #[arg(long, default_value_t = 8)]
     pub loss_s: u64,
+    /// Instead of the faults: a shell over a link where every packet waits
+    /// this long each way, to see typed keys shown at once (--predict).
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -229,16 +293,22 @@ pub struct ServerArgs {
     /// Remote side of `abide HOST`: ensure the daemon, grant access, print one line.
     #[arg(long)]
     pub bootstrap: bool,
-    /// Carry one session channel over stdin/stdout (the ssh transport).
+    /// Carry one session channel over stdin/stdout (the ssh transport). Full
+    /// local rights; with --session NAME only attaching to NAME (for a forced
+    /// command in authorized_keys; see docs/security.md).
     #[arg(long)]
     pub stdio: bool,
     /// Answer one QUIC handshake on a port of the UDP range and exit (what
     /// `abide doctor HOST` runs over ssh to see whether UDP gets through).
     #[arg(long)]
     pub probe_udp: bool,
-    /// With --bootstrap: session to attach to (created if missing).
+    /// With --bootstrap: session to attach to (created if missing). With
+    /// --stdio: the only session this channel may attach to.
     #[arg(long)]
     pub session: Option<String>,
+    /// With --bootstrap: grant watching (`abide watch HOST`), no session.
+    #[arg(long)]
+    pub watch: bool,
     /// With --bootstrap: always create a new session.
     #[arg(long)]
     pub new: bool,

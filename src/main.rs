@@ -17,7 +17,12 @@ fn main() {
             }
         }
     }
-    abide::logging::init(matches!(&cli.command, Some(Command::Server(s)) if s.daemon));
+    let daemon = matches!(&cli.command, Some(Command::Server(s)) if s.daemon);
+    if daemon {
+        abide::server::launch::harden_process();
+    }
+    let detached = matches!(&cli.command, Some(Command::Server(s)) if s.daemon && !s.foreground);
+    abide::logging::init(daemon, detached);
     let code = match abide::commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -244,6 +244,7 @@ async fn drive(
     } else {
         Screen::new(size)
     };
+    let mut predict = crate::client::predict_overlay::PredictOverlay::default();
     let mut link: Option<Link> = Some(first);
     let mut attempts: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
     let mut attempt_count = 0u32;
@@ -271,6 +272,7 @@ async fn drive(
         while let Some(ev) = core.poll_event() {
             match ev {
                 Event::Write(bytes) => {
+                    predict.hide(&mut out, screen.model());
                     screen.output(&mut out, &bytes);
                     if let Some(t) = tap.as_mut() {
                         t(&bytes);
@@ -303,6 +305,14 @@ async fn drive(
                     write_terminal(&out)?;
                     bail!("{message}");
                 }
+                Event::Away(summary) => {
+                    if let Some(text) =
+                        crate::client::away::announcement(&summary).filter(|_| terminal)
+                    {
+                        screen.show(&mut out, &text);
+                        notice_until = Some(Instant::now() + Duration::from_secs(6));
+                    }
+                }
             }
         }
         if !terminal {
@@ -319,6 +329,8 @@ async fn drive(
             notice_until = None;
             screen.hide(&mut out);
         }
+        let wrote = !out.is_empty();
+        predict.render(&mut out, screen.model(), wrote);
         if !out.is_empty() {
             write_terminal(&out)?;
             out.clear();
@@ -348,7 +360,10 @@ async fn drive(
             Some(data) = stdin.recv() => {
                 for action in escape.feed(&data) {
                     match action {
-                        Action::Send(bytes) => core.user_input(&bytes),
+                        Action::Send(bytes) => {
+                            core.user_input(&bytes);
+                            predict.keys(&bytes, core.last_input_seq(), screen.model());
+                        }
                         Action::Detach => {
                             if link.is_some() && lost_since.is_none() {
                                 core.detach();
@@ -366,6 +381,7 @@ async fn drive(
                         let now = Instant::now();
                         match crate::proto::frame::decode::<Down>(&body) {
                             Ok(f) => {
+                                predict.frame(&f);
                                 if let Err(e) = core.on_frame(f, now) {
                                     tracing::warn!("protocol error, reconnecting: {e}");
                                     link = None;
@@ -450,6 +466,8 @@ async fn drive(
                 }
             }
             _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
+            _ = async { tokio::time::sleep_until(predict.poll_timeout().unwrap().into()).await },
+                if predict.poll_timeout().is_some() => {}
             Some(text) = next_notice(&mut notices) => {
                 if terminal {
                     screen.hide(&mut out);
@@ -461,6 +479,7 @@ async fn drive(
             _ = next_signal(&mut winch) => {
                 let size = tty::size();
                 screen.resize(size);
+                predict.resized();
                 core.resize(size);
             }
             _ = next_signal(&mut term) => bail!("terminated by SIGTERM"),

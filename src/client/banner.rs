@@ -64,7 +64,8 @@ impl Screen {
             .process(format!("\x1b[{};{}H", row + 1, col + 1).as_bytes());
     }
 
-    /// The vt100 model of what the terminal shows (the banner excluded).
+    /// The vt100 model of what the terminal shows (the banner excluded);
+    /// the echo prediction reads it.
     pub fn model(&self) -> &vt100::Screen {
         self.model.screen()
     }

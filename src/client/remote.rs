@@ -117,6 +117,8 @@ pub struct BootstrapSpec<'a> {
     pub command: &'a [String],
     /// Fail instead of creating when the named session does not exist.
     pub existing_only: bool,
+    /// A grant for `abide watch`, no session.
+    pub watch: bool,
 }
 
 pub async fn bootstrap(
@@ -133,6 +135,9 @@ pub async fn bootstrap(
     }
     if spec.existing_only {
         words.push("--existing".into());
+    }
+    if spec.watch {
+        words.push("--watch".into());
     }
     for (k, v) in crate::commands::client_env() {
         words.extend(["--env".into(), format!("{k}={v}")]);

@@ -75,7 +75,7 @@ pub fn is_tty() -> bool {
 
 pub fn size() -> WinSize {
     match crossterm::terminal::size() {
-        Ok((cols, rows)) if cols > 0 && rows > 0 => WinSize { rows, cols },
+        Ok((cols, rows)) if cols > 0 && rows > 0 => WinSize { rows, cols }.clamped(),
         _ => WinSize::default(),
     }
 }

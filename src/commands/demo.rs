@@ -60,11 +60,17 @@ impl Tally {
 pub async fn run(args: DemoArgs) -> Result<i32> {
     let dir = tempfile::Builder::new()
         .prefix("abide-demo-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("cannot make a temp dir")?;
     let rt = dir.path().to_path_buf();
     let total_secs = 6 + args.blackhole_s + 5 + args.loss_s + 4 + 6;
     let exe = std::env::current_exe().context("cannot find abide")?;
+    // With --delay-ms: a shell to type into over the slow link, no faults.
+    let program = match args.delay_ms {
+        0 => program(total_secs),
+        _ => "exec \"${SHELL:-sh}\" -i".to_string(),
+    };
     let out = tokio::process::Command::new(&exe)
         .args([
             "server",
@@ -74,7 +80,7 @@ pub async fn run(args: DemoArgs) -> Result<i32> {
             "--",
             "sh",
             "-c",
-            &program(total_secs),
+            &program,
         ])
         .env("ABIDE_RUNTIME_DIR", &rt)
         .output()
@@ -117,7 +123,15 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
     let narration: Arc<Mutex<Vec<(Duration, String)>>> = Arc::default();
     let started = Instant::now();
 
-    let script = {
+    proxy.delay(Duration::from_millis(args.delay_ms), Duration::ZERO);
+    let script = if args.delay_ms > 0 {
+        let ms = args.delay_ms;
+        tokio::spawn(async move {
+            let _ = notice_tx
+                .send(format!("abide demo: every packet waits {ms} ms each way (round trip {} ms); type: predicted keys show underlined at once. Ctrl-^ . quits", 2 * ms))
+                .await;
+        })
+    } else {
         let narration = narration.clone();
         let proxy = proxy.clone();
         let (b, pct, loss_s) = (args.blackhole_s, args.loss_pct, args.loss_s);

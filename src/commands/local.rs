@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 use crate::cli::{KillArgs, LsArgs, NewArgs};
 use crate::client::{attach, connector, terminal_contract, tty};
 use crate::paths;
-use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionInfo, Target, Up};
+use crate::proto::attention::{State, Summary};
+use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionEntry, Target, Up};
 use crate::server::launch;
 
 /// Environment a new session takes from the client that creates it.
@@ -65,8 +66,14 @@ pub async fn new(args: NewArgs) -> Result<i32> {
     if let Some(n) = &args.name {
         crate::server::daemon::validate_name(n).map_err(anyhow::Error::msg)?;
     }
+    let expire = args
+        .expire
+        .as_deref()
+        .map(crate::server::attention::parse_duration)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let spec = new_session(args.name, args.command);
-    if !args.detached {
+    if !args.detached && expire.is_none() {
         return attach_local(Target::Create(spec)).await;
     }
     // Detached: create through a short attach, then detach at once.
@@ -101,6 +108,20 @@ pub async fn new(args: NewArgs) -> Result<i32> {
                 );
             }
             link.tx.send(&Up::Detach).await?;
+            if let Some(after) = expire {
+                let req = Request::Expire {
+                    name: a.name.clone(),
+                    after_secs: Some(after.as_secs().max(1)),
+                };
+                match control(req).await? {
+                    Some(Down::Done) => {}
+                    Some(Down::Error { message, .. }) => bail!("{message}"),
+                    other => bail!("unexpected reply from the daemon: {other:?}"),
+                }
+            }
+            if !args.detached {
+                return attach_local(Target::Existing(Some(a.name))).await;
+            }
             eprintln!("abide: started session '{}'", a.name);
             Ok(0)
         }
@@ -139,12 +160,28 @@ async fn control(req: Request) -> Result<Option<Down>> {
         .map(|(_, down)| down))
 }
 
-pub async fn list_local() -> Result<Vec<SessionInfo>> {
-    match control(Request::List).await? {
+pub async fn list_local() -> Result<Vec<SessionEntry>> {
+    match control(Request::ListAttention).await? {
         None => Ok(Vec::new()),
-        Some(Down::Sessions(s)) => Ok(s),
+        Some(Down::SessionList(s)) => Ok(s),
         Some(Down::Error { message, .. }) => bail!("{message}"),
         Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+/// An entry with nothing known about attention (a peer that does not say).
+pub fn plain_entry(info: crate::proto::frame::SessionInfo) -> SessionEntry {
+    SessionEntry {
+        info,
+        attention: Summary {
+            state: State::Running,
+            bells: 0,
+            notifications: 0,
+            last_notification: None,
+            title: None,
+        },
+        detached_since: None,
+        expire_after: None,
     }
 }
 
@@ -154,16 +191,25 @@ pub async fn ls(args: LsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn print_sessions(sessions: &[SessionInfo], json: bool) -> Result<()> {
+pub fn print_sessions(sessions: &[SessionEntry], json: bool) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     if json {
         let v: Vec<serde_json::Value> = sessions
             .iter()
-            .map(|s| {
-                serde_json::json!({
+            .map(|e| {
+                let s = &e.info;
+                let mut v = serde_json::json!({
                     "name": s.name, "id": s.id.to_string(), "command": s.command, "pid": s.pid,
                     "created": s.created, "last_output": s.last_output, "clients": s.clients,
                     "rows": s.size.rows, "cols": s.size.cols, "output_bytes": s.output_bytes,
-                })
+                });
+                if let Some(m) = v.as_object_mut() {
+                    m.extend(crate::client::away::json_fields(e, now));
+                }
+                v
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -173,29 +219,32 @@ pub fn print_sessions(sessions: &[SessionInfo], json: bool) -> Result<()> {
         println!("no sessions");
         return Ok(());
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     println!(
-        "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}",
-        "NAME", "COMMAND", "PID", "CREATED", "LAST OUTPUT", "CLIENTS", "SIZE"
+        "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}  {:<9} STATE",
+        "NAME", "COMMAND", "PID", "CREATED", "LAST OUTPUT", "CLIENTS", "SIZE", "DETACHED"
     );
-    for s in sessions {
+    for e in sessions {
+        let s = &e.info;
         let cmd: String = s.command.join(" ").chars().take(24).collect();
         let last = s
             .last_output
             .map(|t| ago(now, t))
             .unwrap_or_else(|| "-".into());
+        let detached = match (s.clients, e.detached_since) {
+            (0, Some(t)) => crate::proto::attention::duration(now.saturating_sub(t)),
+            _ => "-".into(),
+        };
         println!(
-            "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}",
+            "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}  {:<9} {}",
             s.name,
             cmd,
             s.pid,
             ago(now, s.created),
             last,
             s.clients,
-            format!("{}x{}", s.size.cols, s.size.rows)
+            format!("{}x{}", s.size.cols, s.size.rows),
+            detached,
+            crate::client::away::state_column(&e.attention, s.last_output, now),
         );
     }
     Ok(())

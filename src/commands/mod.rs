@@ -4,6 +4,7 @@ mod demo;
 mod local;
 mod remote;
 mod server;
+mod watch;
 
 pub use local::client_env;
 
@@ -12,6 +13,7 @@ use anyhow::{Context, Result};
 use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<i32> {
+    crate::client::predict_overlay::set_mode(cli.connect.remote.predict.into());
     match cli.command {
         // Synchronous commands that need no runtime.
         Some(Command::Explain(a)) => crate::doctor::run_explain(a),
@@ -41,6 +43,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                     Some(Command::KillServer) => local::kill_server().await,
                     Some(Command::Server(a)) => server::run(a).await,
                     Some(Command::Demo(a)) => demo::run(a).await,
+                    Some(Command::Watch(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        watch::run(a, opts).await
+                    }
                     None => match cli.connect.destination {
                         Some(_) => remote::open(cli.connect).await,
                         None => {

@@ -8,7 +8,7 @@ use super::local;
 use crate::cli::{AttachArgs, ConnectArgs, KillArgs, LsArgs, RemoteOpts};
 use crate::client::attach;
 use crate::client::remote::{self as r, BootstrapSpec};
-use crate::proto::frame::{SessionInfo, Target, WinSize};
+use crate::proto::frame::{SessionEntry, SessionInfo, Target, WinSize};
 
 /// Where an `attach`/`kill` argument points.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,6 +98,7 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
         session,
         command: &args.command,
         existing_only: false,
+        watch: false,
     };
     let opts = args.remote.clone().resolve(&Default::default());
     open_remote(&opts, &host, spec).await
@@ -120,6 +121,7 @@ pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
                 session: session.as_deref(),
                 command: &[],
                 existing_only: true,
+                watch: false,
             };
             open_remote(&opts, &host, spec).await
         }
@@ -141,28 +143,34 @@ pub async fn ls(args: LsArgs, opts: RemoteOpts) -> Result<i32> {
             out.stdout.trim()
         )
     })?;
-    let sessions: Vec<SessionInfo> = v
+    let sessions: Vec<SessionEntry> = v
         .iter()
-        .map(|s| SessionInfo {
-            id: s["id"].as_str().and_then(|i| i.parse().ok()).unwrap_or(0),
-            name: s["name"].as_str().unwrap_or("?").to_string(),
-            command: s["command"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            pid: s["pid"].as_u64().unwrap_or(0) as u32,
-            created: s["created"].as_u64().unwrap_or(0),
-            last_output: s["last_output"].as_u64(),
-            clients: s["clients"].as_u64().unwrap_or(0) as u32,
-            size: WinSize {
-                rows: s["rows"].as_u64().unwrap_or(0) as u16,
-                cols: s["cols"].as_u64().unwrap_or(0) as u16,
-            },
-            output_bytes: s["output_bytes"].as_u64().unwrap_or(0),
+        .map(|s| {
+            let mut e = local::plain_entry(SessionInfo {
+                id: s["id"].as_str().and_then(|i| i.parse().ok()).unwrap_or(0),
+                name: s["name"].as_str().unwrap_or("?").to_string(),
+                command: s["command"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                pid: s["pid"].as_u64().unwrap_or(0) as u32,
+                created: s["created"].as_u64().unwrap_or(0),
+                last_output: s["last_output"].as_u64(),
+                clients: s["clients"].as_u64().unwrap_or(0) as u32,
+                size: WinSize {
+                    rows: s["rows"].as_u64().unwrap_or(0) as u16,
+                    cols: s["cols"].as_u64().unwrap_or(0) as u16,
+                },
+                output_bytes: s["output_bytes"].as_u64().unwrap_or(0),
+            });
+            e.attention = crate::client::away::summary_from_json(s);
+            e.detached_since = s["detached_since"].as_u64();
+            e.expire_after = s["expire_after"].as_u64();
+            e
         })
         .collect();
     local::print_sessions(&sessions, args.json)?;
