@@ -114,9 +114,9 @@ fn last_line(screen: &str) -> &str {
 fn fake_ssh(rt: &Rt, port: Option<u16>) -> String {
     let path = rt.scratch().join(format!("fake-ssh-{}", port.unwrap_or(0)));
     let run = match port {
-        Some(port) => format!(
-            "sh -c \"$last\" | sed 's/^\\(ABIDE-CONNECT [0-9]*\\) [0-9]* /\\1 {port} /'"
-        ),
+        Some(port) => {
+            format!("sh -c \"$last\" | sed 's/^\\(ABIDE-CONNECT [0-9]*\\) [0-9]* /\\1 {port} /'")
+        }
         None => "exec sh -c \"$last\"".to_string(),
     };
     std::fs::write(&path, format!("#!/bin/sh\nfor last; do :; done\n{run}\n")).unwrap();
@@ -384,7 +384,10 @@ fn abide_host_resumes_its_login_session() {
     t.keys(&["C-^", "d"]);
     t.wait_prompt_after("[detached");
     // A newer session, used more recently.
-    assert!(rt.run(&["new", "-d", "-s", "newer", "sleep", "600"]).status.success());
+    assert!(rt
+        .run(&["new", "-d", "-s", "newer", "sleep", "600"])
+        .status
+        .success());
     t.run("clear");
     t.run(&open);
     t.wait_for("the login shell again", |s| s.contains("in-session-login"));
@@ -395,7 +398,11 @@ fn abide_host_resumes_its_login_session() {
     t.run("clear");
     t.run(&format!("{BIN} attach"));
     let screen = t.wait_for("the pick", |s| s.contains("abide: attaching to session '"));
-    assert!(screen.contains("attaching to session 'newer'") || screen.contains("attaching to session 'login'"), "{screen}");
+    assert!(
+        screen.contains("attaching to session 'newer'")
+            || screen.contains("attaching to session 'login'"),
+        "{screen}"
+    );
     t.keys(&["C-^", "d"]);
     t.wait_prompt_after("[detached");
 }
@@ -422,11 +429,18 @@ fn reattach_at_a_larger_and_a_smaller_size() {
                 && rows_shown.len() == rows as usize
                 && !rows_shown[rows as usize - 1].trim().is_empty()
         });
-        assert_eq!(t.var("scroll_region_lower"), (rows - 1).to_string(), "{screen}");
+        assert_eq!(
+            t.var("scroll_region_lower"),
+            (rows - 1).to_string(),
+            "{screen}"
+        );
         // The header stays (a stale region would scroll it away).
         std::thread::sleep(Duration::from_millis(1200));
         let screen = t.screen();
-        assert!(screen.starts_with("top - "), "top's header is gone at {cols}x{rows}:\n{screen}");
+        assert!(
+            screen.starts_with("top - "),
+            "top's header is gone at {cols}x{rows}:\n{screen}"
+        );
         t.keys(&["C-^", "d"]);
         t.wait_prompt_after("[detached");
         assert_left_as_found(&t, rows);
@@ -465,7 +479,9 @@ fn the_demo_leaves_the_lines_above_it_intact() {
     let all = t.history();
     for i in 1..=5 {
         assert_eq!(
-            all.lines().filter(|l| *l == format!("cargo-line-{i}")).count(),
+            all.lines()
+                .filter(|l| *l == format!("cargo-line-{i}"))
+                .count(),
             1,
             "cargo-line-{i}:\n{all}"
         );
@@ -473,7 +489,10 @@ fn the_demo_leaves_the_lines_above_it_intact() {
     assert!(all.contains("cutting the link for 2 s"), "{all}");
     assert!(all.contains("(0 missing, 0 duplicated)"), "{all}");
     // The program's lines come after cargo's, in order.
-    let pos = |needle: &str| all.find(needle).unwrap_or_else(|| panic!("{needle}:\n{all}"));
+    let pos = |needle: &str| {
+        all.find(needle)
+            .unwrap_or_else(|| panic!("{needle}:\n{all}"))
+    };
     assert!(pos("cargo-line-5") < pos("demo line 1 "));
     assert_left_as_found(&t, 30);
 }

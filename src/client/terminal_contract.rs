@@ -295,7 +295,9 @@ pub fn farewell(outcome: &Outcome, place: impl Fn(&str) -> String) -> i32 {
 
 /// `abide attach` without a name took the most recently used session: say which.
 pub fn say_picked(name: &str) {
-    eprintln!("abide: attaching to session '{name}', the most recently used (abide ls lists them all)");
+    eprintln!(
+        "abide: attaching to session '{name}', the most recently used (abide ls lists them all)"
+    );
 }
 
 /// How a session ended, in the words of the message after it.
