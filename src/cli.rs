@@ -18,7 +18,7 @@ Examples:
 While attached: Ctrl-^ d detaches, Ctrl-^ . quits the client, Ctrl-^ ^ sends Ctrl-^.";
 
 #[derive(Parser, Debug)]
-#[command(name = "abide", version, about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
+#[command(name = "abide", version = crate::client::deploy::version_line(), about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -46,6 +46,10 @@ pub enum Command {
     Explain(crate::doctor::ExplainArgs),
     /// Check (and with --fix, repair) the SSH keepalive settings and the path to a host.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script: abide completions bash|zsh|fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): abide man > ~/.local/share/man/man1/abide.1
+    Man,
     /// The server side (started for you; see --help).
     #[command(hide = true)]
     Server(ServerArgs),
@@ -107,9 +111,12 @@ pub struct RemoteArgs {
     /// The ssh command used to reach the host, with its options [default: ssh].
     #[arg(long, value_name = "COMMAND")]
     pub ssh: Option<String>,
-    /// Path of abide on the remote host [default: abide].
+    /// Path of abide on the remote host [default: the one abide installs there itself].
     #[arg(long, value_name = "PATH")]
     pub server: Option<String>,
+    /// Do not install abide on the remote host; run the `abide` on its PATH.
+    #[arg(long)]
+    pub no_deploy: bool,
     /// udp: QUIC only; ssh: only through ssh; auto: QUIC, falling back to ssh [default: auto].
     #[arg(long, value_enum)]
     pub transport: Option<TransportChoice>,
@@ -148,6 +155,7 @@ impl RemoteArgs {
             (self.server.is_some(), "--server"),
             (self.transport.is_some(), "--transport"),
             (self.udp_ports.is_some(), "--udp-ports"),
+            (self.no_deploy, "--no-deploy"),
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
@@ -161,7 +169,8 @@ impl RemoteArgs {
             server: self
                 .server
                 .or(before.server)
-                .unwrap_or_else(|| "abide".into()),
+                .unwrap_or_else(|| DEFAULT_SERVER.into()),
+            no_deploy: self.no_deploy || before.no_deploy,
             transport: self.transport.or(before.transport).unwrap_or_default(),
             udp_ports: self.udp_ports.or(before.udp_ports),
         }
@@ -173,6 +182,7 @@ impl RemoteArgs {
 pub struct RemoteOpts {
     pub ssh: String,
     pub server: String,
+    pub no_deploy: bool,
     pub transport: TransportChoice,
     pub udp_ports: Option<String>,
 }
@@ -211,6 +221,16 @@ impl Cli {
             None => Ok(()),
         }
     }
+}
+
+/// `--server` when not given: the deployed abide, else the one on the PATH.
+pub const DEFAULT_SERVER: &str = "abide";
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -192,7 +192,11 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     assert_eq!(after[prompt_row], "R> echo typed-during-outage", "{screen}");
     assert_eq!(after[prompt_row + 1], "typed-during-outage", "{screen}");
     assert_eq!(after[prompt_row + 2], "R>", "{screen}");
-    assert_eq!(t.cursor(), (cursor.0 + 2, 3), "{screen}");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while t.cursor() != (cursor.0 + 2, 3) && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(t.cursor(), (cursor.0 + 2, 3), "{}", t.screen());
     for i in 1..=12 {
         assert!(
             screen.lines().any(|l| l == format!("previous-output-{i}")),

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod away;
 pub mod banner;
 pub mod connector;
+pub mod deploy;
 pub mod escape;
 pub mod first_minute;
 pub mod predict_overlay;

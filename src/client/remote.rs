@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::cli::RemoteOpts;
 use crate::client::connector::{Connector, LinkFuture};
+use crate::client::deploy::{self, Bootstrapped};
 use crate::proto::resume::Timing;
 use crate::server::bootstrap::ConnectLine;
 use crate::transport::quic;
@@ -125,7 +126,7 @@ pub async fn bootstrap(
     opts: &RemoteOpts,
     dest: &str,
     spec: &BootstrapSpec<'_>,
-) -> Result<ConnectLine> {
+) -> Result<Bootstrapped> {
     let mut words = vec![opts.server.clone(), "server".into(), "--bootstrap".into()];
     if let Some(p) = &opts.udp_ports {
         words.extend(["--udp-ports".into(), p.clone()]);
@@ -145,6 +146,9 @@ pub async fn bootstrap(
     if !spec.command.is_empty() {
         words.push("--".into());
         words.extend(spec.command.iter().cloned());
+    }
+    if deploy::applies(opts) {
+        return deploy::bootstrap(opts, dest, &words[1..], &deploy::Binaries::installed()).await;
     }
     let remote_cmd = words
         .iter()
@@ -184,7 +188,11 @@ pub async fn bootstrap(
             tokio::spawn(async move {
                 let _ = child.wait().await;
             });
-            return found;
+            return found.map(|line| Bootstrapped {
+                line,
+                server: opts.server.clone(),
+                uploaded: None,
+            });
         }
         if seen.len() < 64 * 1024 {
             seen.push_str(&l);

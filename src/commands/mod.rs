@@ -1,6 +1,7 @@
 //! What each subcommand does, on top of the library pieces.
 
 mod demo;
+mod docs;
 mod local;
 mod remote;
 mod server;
@@ -19,6 +20,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Explain(a)) => crate::doctor::run_explain(a),
         Some(Command::Doctor(a)) => crate::doctor::run_doctor(a),
         Some(Command::Server(a)) if a.daemon => server::daemon(),
+        Some(Command::Completions(a)) => docs::completions(a),
+        Some(Command::Man) => docs::man(),
         cmd => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -55,7 +58,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                             Ok(2)
                         }
                     },
-                    Some(Command::Explain(_)) | Some(Command::Doctor(_)) => unreachable!(),
+                    Some(Command::Explain(_))
+                    | Some(Command::Doctor(_))
+                    | Some(Command::Completions(_))
+                    | Some(Command::Man) => unreachable!(),
                 }
             })
         }

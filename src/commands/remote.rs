@@ -53,7 +53,7 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     if !crate::client::tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
     }
-    let line =
+    let crate::client::deploy::Bootstrapped { line, server, .. } =
         crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
     let addr = r::udp_addr(host, &line).await?;
     let target = crate::transport::quic::Target {
@@ -65,7 +65,7 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     let ssh = crate::transport::ssh_stdio::SshTarget {
         ssh: r::ssh_argv(opts)?,
         dest: host.to_string(),
-        server: opts.server.clone(),
+        server,
     };
     let remote = r::RemoteConnector::new(
         r::QuicConnector { target },
@@ -132,8 +132,7 @@ pub async fn ls(args: LsArgs, opts: RemoteOpts) -> Result<i32> {
     let Some(host) = args.host else {
         return local::ls(args).await;
     };
-    let cmd = format!("{} ls --json", r::sh_quote(&opts.server));
-    let out = r::run_ssh(&opts, &host, &cmd).await?;
+    let out = crate::client::deploy::run_abide(&opts, &host, &["ls", "--json"]).await?;
     if !out.status.success() {
         return Err(r::ssh_failure(&opts, &host, &out));
     }
@@ -184,8 +183,7 @@ pub async fn kill(args: KillArgs, opts: RemoteOpts) -> Result<i32> {
             host,
             session: Some(name),
         } => {
-            let cmd = format!("{} kill {}", r::sh_quote(&opts.server), r::sh_quote(&name));
-            let out = r::run_ssh(&opts, &host, &cmd).await?;
+            let out = crate::client::deploy::run_abide(&opts, &host, &["kill", &name]).await?;
             if out.status.success() {
                 Ok(0)
             } else if out.status.code() == Some(1) && out.stderr.contains("abide:") {

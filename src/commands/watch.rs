@@ -95,7 +95,8 @@ async fn remote_connector(opts: &RemoteOpts, host: &str) -> Result<Arc<dyn Conne
         existing_only: false,
         watch: true,
     };
-    let line = r::bootstrap(opts, host, &spec).await?;
+    let crate::client::deploy::Bootstrapped { line, server, .. } =
+        r::bootstrap(opts, host, &spec).await?;
     let addr = r::udp_addr(host, &line).await?;
     let target = crate::transport::quic::Target {
         addr,
@@ -106,7 +107,7 @@ async fn remote_connector(opts: &RemoteOpts, host: &str) -> Result<Arc<dyn Conne
     let ssh = crate::transport::ssh_stdio::SshTarget {
         ssh: r::ssh_argv(opts)?,
         dest: host.to_string(),
-        server: opts.server.clone(),
+        server,
     };
     let remote = r::RemoteConnector::new(
         r::QuicConnector { target },

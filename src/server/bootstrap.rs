@@ -144,7 +144,7 @@ impl ConnectLine {
         let version: u32 = f[1].parse().context("bootstrap line: version")?;
         if version != crate::proto::frame::PROTOCOL_VERSION {
             bail!(
-                "protocol version mismatch: the remote abide speaks {version}, this one speaks {}; install the same abide version on both ends",
+                "protocol version mismatch: the remote abide speaks {version}, this one speaks {}; leave out --server and --no-deploy so that abide installs its own version there, or install the same version on both ends",
                 crate::proto::frame::PROTOCOL_VERSION
             );
         }

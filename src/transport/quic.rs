@@ -114,15 +114,28 @@ pub struct ServerEndpoint {
     _endpoint: quinn::Endpoint,
 }
 
+/// `[::]:port` with IPV6_V6ONLY off, so one socket answers IPv4 (as
+/// ::ffff:a.b.c.d) and IPv6 clients alike, and a client roaming between the
+/// two families reaches the same endpoint (whatever net.ipv6.bindv6only says).
+fn bind_dual_stack(port: u16) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_only_v6(false)?;
+    let addr = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
 fn bind_udp(range: (u16, u16)) -> Result<std::net::UdpSocket> {
     let mut last = None;
     for port in range.0..=range.1 {
         // Dual-stack when the host has IPv6, IPv4 otherwise.
-        for addr in [format!("[::]:{port}"), format!("0.0.0.0:{port}")] {
-            match std::net::UdpSocket::bind(&addr) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
+        if let Ok(s) = bind_dual_stack(port) {
+            return Ok(s);
+        }
+        match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
         }
     }
     Err(anyhow!(
