@@ -500,3 +500,40 @@ fn the_demo_leaves_the_lines_above_it_intact() {
     assert!(pos("cargo-line-5") < pos("demo line 1 "));
     assert_left_as_found(&t, 30);
 }
+
+/// A snapshot in the middle of an attach (the output outran the log while the
+/// link was down): the terminal drops what the program had set up before,
+/// here the alternate screen and a scroll region, and shows the new screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_after_an_outage_lands_on_a_clean_terminal() {
+    need!("tmux");
+    let rt = Rt::with_env(&[("ABIDE_RING_BYTES", "4096")]);
+    let server = format!("127.0.0.1:{}", quic_port(&rt)).parse().unwrap();
+    let proxy = abide::faultproxy::FaultProxy::start(server).await.unwrap();
+    let ssh = fake_ssh(&rt, Some(proxy.addr().port()));
+    let t = Tmux::start(&rt, 80, 24);
+    t.run(&format!(
+        "{BIN} --ssh {ssh} --server {BIN} --transport udp 127.0.0.1 -- env 'PS1=R> ' bash --norc --noprofile"
+    ));
+    t.wait_for("the remote prompt", |s| s.lines().any(|l| l == "R>"));
+    t.run(r"printf '\033[?1049h\033[2;6rIN-ALT\n'; sleep 3; printf '\033[r\033[?1049l'; seq 1 3000; echo fini''shed");
+    wait_var(&t, "alternate_on", "1");
+    assert_eq!(t.var("scroll_region_lower"), "5");
+    proxy.blackhole(true);
+    t.wait_for("the banner", |s| s.contains("no contact"));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.blackhole(false);
+    let screen = t.wait_for("the end of the output", |s| {
+        s.lines().any(|l| l == "finished") && !s.contains("no contact")
+    });
+    assert_eq!(t.var("alternate_on"), "0", "{screen}");
+    assert_eq!(t.var("scroll_region_upper"), "0", "{screen}");
+    assert_eq!(t.var("scroll_region_lower"), "23", "{screen}");
+    let rows = t.rows();
+    let at = rows.iter().position(|l| l == "finished").unwrap();
+    assert_eq!(rows[at - 1], "3000", "{screen}");
+    assert_eq!(rows[at - 2], "2999", "{screen}");
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
+    assert_left_as_found(&t, 24);
+}

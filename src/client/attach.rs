@@ -279,6 +279,7 @@ async fn drive(
                     }
                 }
                 Event::Attached { .. } => {}
+                Event::SnapshotFollows => screen.before_snapshot(&mut out),
                 Event::LinkLost => {
                     lost_since.get_or_insert_with(Instant::now);
                 }
