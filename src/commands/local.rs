@@ -93,7 +93,15 @@ pub async fn new(args: NewArgs) -> Result<i32> {
         .expect("a daemon was started");
     match reply {
         Down::Attached(a) => {
-            if let Some((code, said)) = exited_at_once(&mut link).await {
+            let ended = exited_at_once(&mut link).await;
+            if let Some((0, _)) = ended {
+                eprintln!(
+                    "abide: session '{}' ran and already finished (status 0)",
+                    a.name
+                );
+                return Ok(0);
+            }
+            if let Some((code, said)) = ended {
                 let said = String::from_utf8_lossy(&said);
                 let said = said.trim();
                 bail!(
