@@ -52,7 +52,8 @@ struct Flow {
 }
 
 struct Shared {
-    server: SocketAddr,
+    /// Where new flows go (changes with [`FaultProxy::move_server`]).
+    server: Mutex<SocketAddr>,
     listen: Arc<UdpSocket>,
     faults: Mutex<Faults>,
     flows: Mutex<HashMap<SocketAddr, Flow>>,
@@ -94,7 +95,7 @@ impl FaultProxy {
             | 1;
         let (delayed_tx, delayed_rx) = tokio::sync::mpsc::channel(MAX_DELAYED);
         let shared = Arc::new(Shared {
-            server,
+            server: Mutex::new(server),
             listen,
             faults: Mutex::new(Faults {
                 rng: seed,
@@ -161,14 +162,26 @@ impl FaultProxy {
         }
     }
 
+    /// The server is reached at another address from now on (the same
+    /// dual-stack server as ::1 instead of 127.0.0.1, say), and every flow
+    /// moves there: the server sees its client arrive from the other family.
+    pub async fn move_server(&self, server: SocketAddr) -> Result<()> {
+        if !server.ip().is_loopback() {
+            bail!("the fault proxy only relays to loopback, not {server}");
+        }
+        *self.shared.server.lock().unwrap() = server;
+        self.rebind().await
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }
 }
 
 async fn new_flow(shared: &Arc<Shared>, client: SocketAddr) -> Result<Flow> {
-    let upstream = Arc::new(UdpSocket::bind((shared.server.ip(), 0)).await?);
-    upstream.connect(shared.server).await?;
+    let server = *shared.server.lock().unwrap();
+    let upstream = Arc::new(UdpSocket::bind((server.ip(), 0)).await?);
+    upstream.connect(server).await?;
     let task = tokio::spawn(relay_down(shared.clone(), upstream.clone(), client));
     Ok(Flow { upstream, task })
 }

@@ -28,26 +28,6 @@ pub enum Outcome {
     Quit { name: String },
 }
 
-impl Outcome {
-    /// Prints what happened (on the restored terminal) and returns the exit code.
-    pub fn report(&self) -> i32 {
-        match self {
-            Outcome::Detached { name } => {
-                eprintln!("[detached from session '{name}']");
-                0
-            }
-            Outcome::Exited { name, code } => {
-                eprintln!("[session '{name}' exited with status {code}]");
-                *code
-            }
-            Outcome::Quit { name } => {
-                eprintln!("[abide quit; session '{name}' keeps running: abide attach {name}]");
-                0
-            }
-        }
-    }
-}
-
 /// Makes the first link and attaches, so that errors such as "no session
 /// named x" are reported before the terminal goes raw.
 async fn first_attach(connector: &dyn Connector, core: &mut ClientCore) -> Result<Link> {
@@ -112,6 +92,10 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
         use std::io::Read;
+        let typed = tty::take_typeahead();
+        if !typed.is_empty() && tx.blocking_send(typed).is_err() {
+            return;
+        }
         let mut stdin = std::io::stdin().lock();
         let mut buf = [0u8; 4096];
         loop {
@@ -251,7 +235,11 @@ async fn drive(
     } = io;
     let mut write_terminal = move |b: &[u8]| output(b);
     let mut escape = EscapeReader::default();
-    let mut screen = Screen::new(size);
+    let mut screen = if terminal {
+        Screen::for_terminal(size)
+    } else {
+        Screen::new(size)
+    };
     let mut predict = crate::client::predict_overlay::PredictOverlay::default();
     let mut link: Option<Link> = Some(first);
     let mut attempts: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
@@ -312,6 +300,14 @@ async fn drive(
                 Event::Error { message, .. } => {
                     write_terminal(&out)?;
                     bail!("{message}");
+                }
+                Event::Away(summary) => {
+                    if let Some(text) =
+                        crate::client::away::announcement(&summary).filter(|_| terminal)
+                    {
+                        screen.show(&mut out, &text);
+                        notice_until = Some(Instant::now() + Duration::from_secs(6));
+                    }
                 }
             }
         }

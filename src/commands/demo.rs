@@ -212,6 +212,8 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
         } else {
             1
         }),
-        other => Ok(other.report()),
+        other => Ok(crate::client::terminal_contract::farewell(&other, |n| {
+            n.to_string()
+        })),
     }
 }

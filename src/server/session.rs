@@ -40,6 +40,8 @@ pub struct Session {
     resize_fd: OwnedFd,
     /// The PTY's echo and line modes (read from the master), for the clients' prediction.
     tty_modes: watch::Sender<TtyModes>,
+    /// Bells, notifications, quiet and expiry (see `server::attention`).
+    pub attention: crate::server::attention::SessionAttention,
 }
 
 struct State {
@@ -75,6 +77,7 @@ impl Drop for ClientGuard {
 pub struct Limits {
     pub ring_bytes: usize,
     pub scrollback_lines: usize,
+    pub attention: Arc<crate::server::attention::Hub>,
 }
 
 /// The user's login shell from the password database, as ssh and tmux use.
@@ -95,6 +98,56 @@ fn home_dir() -> Option<std::path::PathBuf> {
         .map(|u| u.dir)
 }
 
+/// The environment a session's program starts with, and nothing else: the
+/// user's login basics (from the password database, as `login` and sshd set
+/// them), the locale and `PATH` the daemon has, what the client asked for
+/// (`TERM`, `LANG`, ...), and abide's own variables. Not the rest of the
+/// daemon's environment, which is whatever the command that first started it
+/// had (`SSH_CONNECTION`, a stale `SSH_AUTH_SOCK`, `PWD`, ...).
+/// Documented in docs/security.md.
+pub fn program_env(session: &str, asked: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| {
+        env.retain(|(x, _)| x != k);
+        env.push((k.to_string(), v));
+    };
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    if let Some(u) = &user {
+        set("HOME", u.dir.display().to_string());
+        set("USER", u.name.clone());
+        set("LOGNAME", u.name.clone());
+    }
+    set("SHELL", login_shell());
+    set(
+        "PATH",
+        std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()
+        }),
+    );
+    set("TERM", "xterm-256color".into());
+    for (k, v) in std::env::vars() {
+        let inherited = k == "LANG"
+            || k == "LANGUAGE"
+            || k.starts_with("LC_")
+            || k == "TZ"
+            || k == "XDG_RUNTIME_DIR"
+            || (k.starts_with("ABIDE_") && k != "ABIDE_SESSION");
+        if inherited {
+            set(&k, v);
+        }
+    }
+    for (k, v) in asked {
+        // A name with '=' or NUL cannot be set; the client's values win otherwise.
+        if !k.is_empty() && !k.contains(['=', '\0']) && !v.contains('\0') {
+            set(k, v.clone());
+        }
+    }
+    set("ABIDE_SESSION", session.to_string());
+    env
+}
+
 impl Session {
     /// Starts the program. The returned future-less handle is live at once; the
     /// output pump runs as a task and calls `on_exit` when the program is gone.
@@ -109,7 +162,12 @@ impl Session {
         let (pty, pts) = pty_process::open().context("cannot open a pseudo-terminal")?;
         pty.resize(pty_process::Size::new(size.rows.max(1), size.cols.max(1)))
             .context("cannot size the pseudo-terminal")?;
-        let resize_fd = nix::unistd::dup(&pty).context("cannot duplicate the PTY")?;
+        // Close-on-exec, like the master itself: a program in another
+        // session must never inherit this session's terminal.
+        let resize_fd = nix::fcntl::fcntl(&pty, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            .context("cannot duplicate the PTY")?;
+        // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+        let resize_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(resize_fd) };
 
         let (command, mut cmd) = if spec.command.is_empty() {
             let shell = login_shell();
@@ -128,10 +186,7 @@ impl Session {
                 pty_process::Command::new(&spec.command[0]).args(&spec.command[1..]),
             )
         };
-        cmd = cmd.env("ABIDE_SESSION", &name);
-        for (k, v) in &spec.env {
-            cmd = cmd.env(k, v);
-        }
+        cmd = cmd.env_clear().envs(program_env(&name, &spec.env));
         if let Some(dir) = spec
             .cwd
             .clone()
@@ -142,15 +197,13 @@ impl Session {
                 cmd = cmd.current_dir(dir);
             }
         }
-        let child = cmd
-            .spawn(pts)
-            .with_context(|| format!("cannot start {}", command.join(" ")))?;
+        let child = cmd.spawn(pts).map_err(|e| cannot_start(&command[0], e))?;
         let pid = child.id().unwrap_or(0);
         let (reader, writer) = pty.into_split();
 
         let session = Arc::new(Session {
             id,
-            name,
+            name: name.clone(),
             command,
             pid,
             created: SystemTime::now(),
@@ -170,6 +223,11 @@ impl Session {
                 canonical: true,
             })
             .0,
+            attention: crate::server::attention::SessionAttention::new(
+                limits.attention.clone(),
+                id,
+                &name,
+            ),
         });
         tokio::spawn(feed_model(
             Arc::downgrade(&session),
@@ -180,6 +238,7 @@ impl Session {
     }
 
     fn record(&self, bytes: &[u8]) {
+        self.attention.output(bytes, self.is_attached());
         let end = self.output.append(bytes);
         self.output_tx.send_replace(end);
     }
@@ -253,6 +312,10 @@ impl Session {
             generation,
             kicked,
         }
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.state.lock().unwrap().clients.is_empty()
     }
 
     pub fn input_applied(&self, client_id: u64) -> u64 {
@@ -348,11 +411,28 @@ pub enum ReadGap {
     Future,
 }
 
+/// Why the program did not start, said once (the PTY crate's error repeats
+/// its cause) and in the user's terms.
+fn cannot_start(program: &str, e: pty_process::Error) -> anyhow::Error {
+    let io = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    match io {
+        Some(std::io::ErrorKind::NotFound) => anyhow::anyhow!(
+            "cannot start '{program}': no such program (not found in PATH, or the path does not exist)"
+        ),
+        Some(std::io::ErrorKind::PermissionDenied) => {
+            anyhow::anyhow!("cannot start '{program}': permission denied (is it executable?)")
+        }
+        _ => anyhow::anyhow!("cannot start '{program}': {e}"),
+    }
+}
+
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
 }
 
 /// Keeps the terminal model near the log's end, off the output path. Holds
@@ -407,6 +487,7 @@ async fn pump_output(
     };
     let code = status.map(exit_code).unwrap_or(1);
     tracing::info!(session = %session.name, code, "program exited");
+    session.attention.exited(code);
     session.exit_tx.send_replace(Some(code));
     on_exit(&session);
 }

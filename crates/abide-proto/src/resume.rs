@@ -69,6 +69,8 @@ pub enum Event {
         kind: ErrorKind,
         message: String,
     },
+    /// What happened while the user was away (sent once, on attach).
+    Away(super::attention::Summary),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -316,7 +318,13 @@ impl ClientCore {
                 self.finished = true;
                 self.events.push_back(Event::Error { kind, message });
             }
-            Down::Sessions(_) | Down::Done | Down::Granted(_) => {
+            Down::Away(summary) => self.events.push_back(Event::Away(summary)),
+            Down::Sessions(_)
+            | Down::Done
+            | Down::Granted(_)
+            | Down::SessionList(_)
+            | Down::Watching { .. }
+            | Down::Attention(_) => {
                 return Err(ProtocolError::Unexpected(
                     "control reply on a session channel",
                 ));
