@@ -33,10 +33,12 @@ fn recv(s: &mut impl Read) -> Down {
 }
 
 /// The next frame that is not output.
+/// The next frame that answers a request: output and the unasked-for state
+/// updates that ride along with it (tty modes, the away summary) are skipped.
 fn recv_control(s: &mut impl Read) -> Down {
     loop {
         match recv(s) {
-            Down::Output { .. } | Down::Snapshot { .. } => {}
+            Down::Output { .. } | Down::Snapshot { .. } | Down::TtyModes(_) | Down::Away(_) => {}
             f => return f,
         }
     }
