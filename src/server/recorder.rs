@@ -86,7 +86,8 @@ impl Recorder {
         // fit in the ring), as the single lock used to.
         let mut model = self.model.lock().unwrap();
         let mut l = self.catch_up(&mut model);
-        model.term.process(bytes);
+        let at = model.offset;
+        model.term.process_at(bytes, at);
         l.log.append(bytes);
         l.last_output = Some(SystemTime::now());
         model.offset = l.log.end();
@@ -114,6 +115,22 @@ impl Recorder {
         let mut model = self.model.lock().unwrap();
         let at = self.catch_up(&mut model).log.end();
         (model.term.render_snapshot(), at)
+    }
+
+    /// The terminal's state for a client that shows the stream up to
+    /// `from` (see [`Terminal::render_since`]), and the offset it stands
+    /// for, taken the same way as a snapshot's.
+    pub fn state_since(&self, from: u64, budget: usize, name: &str) -> (Vec<u8>, u64) {
+        let mut model = self.model.lock().unwrap();
+        let at = self.catch_up(&mut model).log.end();
+        (model.term.render_since(from, budget, name).0, at)
+    }
+
+    /// The rows that scrolled off, as text with attributes.
+    pub fn history(&self, tail: Option<usize>) -> Vec<u8> {
+        let mut model = self.model.lock().unwrap();
+        drop(self.catch_up(&mut model));
+        model.term.history_text(tail)
     }
 
     pub fn resize(&self, size: WinSize) {
@@ -148,7 +165,7 @@ impl Recorder {
     }
 
     fn process(&self, model: &mut Model, chunk: &[u8]) {
-        model.term.process(chunk);
+        model.term.process_at(chunk, model.offset);
         model.offset += chunk.len() as u64;
         self.modelled.store(model.offset, Ordering::Release);
     }

@@ -10,5 +10,6 @@ pub mod frame;
 pub mod input;
 pub mod outlog;
 pub mod resume;
+pub mod server;
 
 pub use frame::{Down, Hello, Request, Up};
