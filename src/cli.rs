@@ -50,6 +50,18 @@ pub enum Command {
     /// The server side (started for you; see --help).
     #[command(hide = true)]
     Server(ServerArgs),
+    /// Print a local session's history: the lines that scrolled off its
+    /// screen, including those a slow link was not shown.
+    History(HistoryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The session's name.
+    pub name: String,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
 }
 
 /// `abide [user@]host [-- cmd...]`

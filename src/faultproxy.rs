@@ -1,12 +1,14 @@
 //! A UDP relay on loopback that breaks the path on command: blackhole, random
 //! loss in each direction, NAT rebinding (the server sees a new source port)
-//! and roaming (the client's old address stops working altogether). Used by the
+//! and roaming (the client's old address stops working altogether), and a
+//! bottleneck (bandwidth limit with a bounded queue, and delay). Used by the
 //! tests and by `abide demo`; it only ever binds and sends on loopback.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio::net::UdpSocket;
@@ -53,6 +55,9 @@ struct Shared {
     faults: Mutex<Faults>,
     flows: Mutex<HashMap<SocketAddr, Flow>>,
     counters: Counters,
+    /// Bandwidth limit and delay, client → server and server → client.
+    shape_up: Bottleneck,
+    shape_down: Bottleneck,
 }
 
 pub struct FaultProxy {
@@ -94,6 +99,8 @@ impl FaultProxy {
             }),
             flows: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            shape_up: Bottleneck::new(),
+            shape_down: Bottleneck::new(),
         });
         let task = tokio::spawn(relay_up(shared.clone()));
         Ok(FaultProxy { shared, task })
@@ -141,6 +148,13 @@ impl FaultProxy {
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }
+
+    /// A bottleneck in each direction: `bits_per_sec` (none: unlimited)
+    /// with a queue of about 100 ms of it, then `one_way` delay.
+    pub fn shape(&self, bits_per_sec: Option<u64>, one_way: Duration) {
+        self.shared.shape_up.set(bits_per_sec, one_way);
+        self.shared.shape_down.set(bits_per_sec, one_way);
+    }
 }
 
 async fn new_flow(shared: &Arc<Shared>, client: SocketAddr) -> Result<Flow> {
@@ -183,7 +197,17 @@ async fn relay_up(shared: Arc<Shared>) {
             },
         };
         shared.counters.up.fetch_add(1, Ordering::Relaxed);
-        let _ = upstream.send(&buf[..n]).await;
+        match shared.shape_up.admit(n) {
+            Admit::Now => {
+                let _ = upstream.send(&buf[..n]).await;
+            }
+            Admit::At(when) => shared
+                .shape_up
+                .later(when, buf[..n].to_vec(), Dest::Server(upstream)),
+            Admit::Drop => {
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -203,7 +227,102 @@ async fn relay_down(shared: Arc<Shared>, upstream: Arc<UdpSocket>, client: Socke
             continue;
         }
         shared.counters.down.fetch_add(1, Ordering::Relaxed);
-        let _ = shared.listen.send_to(&buf[..n], client).await;
+        match shared.shape_down.admit(n) {
+            Admit::Now => {
+                let _ = shared.listen.send_to(&buf[..n], client).await;
+            }
+            Admit::At(when) => shared.shape_down.later(
+                when,
+                buf[..n].to_vec(),
+                Dest::Client(shared.listen.clone(), client),
+            ),
+            Admit::Drop => {
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A bottleneck link: a token bucket of `rate` bytes/s (one packet of
+/// burst) in front of a bounded queue, then a fixed delay, as a slow access
+/// link with a buffer behaves: packets beyond the queue are dropped, the rest
+/// leave at the link's rate, in order.
+struct Bottleneck {
+    state: Mutex<Shape>,
+    /// Packets on their way, delivered in order by one task.
+    line: tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>, Dest)>,
+}
+
+#[derive(Default)]
+struct Shape {
+    /// Bytes per second; `None`: unlimited.
+    rate: Option<f64>,
+    delay: Duration,
+    queue_bytes: f64,
+    /// When the last admitted packet finishes leaving the bottleneck.
+    busy_until: Option<tokio::time::Instant>,
+}
+
+enum Admit {
+    Now,
+    At(tokio::time::Instant),
+    Drop,
+}
+
+enum Dest {
+    Server(Arc<UdpSocket>),
+    Client(Arc<UdpSocket>, SocketAddr),
+}
+
+impl Bottleneck {
+    fn new() -> Bottleneck {
+        let (line, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>, Dest)>();
+        // Ends when the proxy (and with it the sender) is dropped.
+        tokio::spawn(async move {
+            while let Some((when, packet, dest)) = rx.recv().await {
+                tokio::time::sleep_until(when).await;
+                let _ = match dest {
+                    Dest::Server(s) => s.send(&packet).await,
+                    Dest::Client(s, to) => s.send_to(&packet, to).await,
+                };
+            }
+        });
+        Bottleneck {
+            state: Mutex::new(Shape::default()),
+            line,
+        }
+    }
+
+    fn set(&self, bits_per_sec: Option<u64>, delay: Duration) {
+        let mut s = self.state.lock().unwrap();
+        s.rate = bits_per_sec.map(|b| b as f64 / 8.0);
+        s.queue_bytes = s.rate.map_or(0.0, |r| (r * 0.1).max(16.0 * 1024.0));
+        s.delay = delay;
+    }
+
+    fn admit(&self, len: usize) -> Admit {
+        let mut s = self.state.lock().unwrap();
+        let now = tokio::time::Instant::now();
+        let Some(rate) = s.rate else {
+            return if s.delay.is_zero() {
+                Admit::Now
+            } else {
+                Admit::At(now + s.delay)
+            };
+        };
+        let busy = s.busy_until.filter(|b| *b > now).unwrap_or(now);
+        let queued = (busy - now).as_secs_f64() * rate;
+        if queued + len as f64 > s.queue_bytes {
+            return Admit::Drop;
+        }
+        let done = busy + Duration::from_secs_f64(len as f64 / rate);
+        s.busy_until = Some(done);
+        Admit::At(done + s.delay)
+    }
+
+    fn later(&self, when: tokio::time::Instant, packet: Vec<u8>, dest: Dest) {
+        let _ = self.line.send((when, packet, dest));
     }
 }
 

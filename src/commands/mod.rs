@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     Some(Command::Ls(a)) => remote::ls(a, cli.connect.remote).await,
                     Some(Command::Kill(a)) => remote::kill(a, cli.connect.remote).await,
                     Some(Command::KillServer) => local::kill_server().await,
+                    Some(Command::History(a)) => local::history(a).await,
                     Some(Command::Server(a)) => server::run(a).await,
                     Some(Command::Demo(a)) => demo::run(a).await,
                     None => match cli.connect.destination {

@@ -110,7 +110,35 @@ pub async fn serve(
             Err((kind, message)) => refuse(&mut tx, kind, message).await,
         },
         Request::Attach(a) => attach(daemon, a, rx, tx).await,
+        Request::History { name, tail } => match daemon.find(&Target::Existing(Some(name))) {
+            Ok(session) => {
+                let tail = tail.map(|t| usize::try_from(t).unwrap_or(usize::MAX));
+                send_history(&mut tx, &session.history(tail)).await
+            }
+            Err((kind, message)) => refuse(&mut tx, kind, message).await,
+        },
     }
+}
+
+async fn send_history(tx: &mut FrameWriter, text: &[u8]) -> Result<()> {
+    let mut pieces = text.chunks(4 * MAX_CHUNK).peekable();
+    if pieces.peek().is_none() {
+        return tx
+            .send(&Down::History {
+                data: Vec::new(),
+                last: true,
+            })
+            .await;
+    }
+    while let Some(p) = pieces.next() {
+        let last = pieces.peek().is_none();
+        tx.feed(&Down::History {
+            data: p.to_vec(),
+            last,
+        })
+        .await?;
+    }
+    tx.flush().await
 }
 
 async fn attach(
@@ -213,9 +241,29 @@ async fn write_half(
     mut acked: watch::Receiver<u64>,
     mut kicked: watch::Receiver<bool>,
 ) -> Result<()> {
+    let mut core = ServerChannel::new(start, Instant::now());
+    let result = pump(session, &mut core, &mut tx, &mut ctrl, &mut acked, &mut kicked).await;
+    tracing::info!(
+        session = %session.name,
+        states = core.states_sent(),
+        bandwidth = core.bandwidth().map(|b| b as u64),
+        min_rtt = ?core.min_rtt(),
+        window = core.window(),
+        "channel ended"
+    );
+    result
+}
+
+async fn pump(
+    session: &Arc<Session>,
+    core: &mut ServerChannel,
+    tx: &mut FrameWriter,
+    ctrl: &mut mpsc::Receiver<Down>,
+    acked: &mut watch::Receiver<u64>,
+    kicked: &mut watch::Receiver<bool>,
+) -> Result<()> {
     let mut output = session.subscribe_output();
     let mut exit = session.subscribe_exit();
-    let mut core = ServerChannel::new(start, Instant::now());
     loop {
         // Control frames first, so a pong never waits behind bulk output.
         while let Ok(f) = ctrl.try_recv() {
@@ -245,7 +293,7 @@ async fn write_half(
             },
             Some(Action::Snapshot) => {
                 let (snap, at) = session.snapshot();
-                let wire = send_snapshot(&mut tx, &snap, at).await?;
+                let wire = send_snapshot(tx, &snap, at).await?;
                 core.state_sent(0, at, wire, Instant::now());
                 continue;
             }
@@ -253,8 +301,11 @@ async fn write_half(
                 from,
                 history_budget,
             }) => {
-                let (state, at) = session.state_since(from, history_budget);
-                let wire = send_snapshot(&mut tx, &state, at).await?;
+                // The model only moves forward, so it is still past `from`.
+                let (state, at) = session
+                    .state_since(from, history_budget)
+                    .unwrap_or_else(|| session.snapshot());
+                let wire = send_snapshot(tx, &state, at).await?;
                 core.state_sent(0, at, wire, Instant::now());
                 tracing::debug!(from, at, wire, "client behind: sent the state");
                 continue;

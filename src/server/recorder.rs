@@ -118,12 +118,20 @@ impl Recorder {
     }
 
     /// The terminal's state for a client that shows the stream up to
-    /// `from` (see [`Terminal::render_since`]), and the offset it stands
-    /// for, taken the same way as a snapshot's.
-    pub fn state_since(&self, from: u64, budget: usize, name: &str) -> (Vec<u8>, u64) {
-        let mut model = self.model.lock().unwrap();
-        let at = self.catch_up(&mut model).log.end();
-        (model.term.render_since(from, budget, name).0, at)
+    /// `from` (see [`Terminal::render_since`]), and the offset it stands for.
+    ///
+    /// Unlike a snapshot, it stands for what the model has processed, without
+    /// catching up first: under a flood the program prints faster than the
+    /// model parses, and the client gets the newest state there is at once.
+    /// `None` when the model has not got past `from` yet.
+    pub fn state_since(&self, from: u64, budget: usize, name: &str) -> Option<(Vec<u8>, u64)> {
+        let model = self.model.lock().unwrap();
+        (model.offset > from).then(|| (model.term.render_since(from, budget, name).0, model.offset))
+    }
+
+    /// How far the model has processed the log.
+    pub fn modelled(&self) -> u64 {
+        self.modelled.load(Ordering::Acquire)
     }
 
     /// The rows that scrolled off, as text with attributes.

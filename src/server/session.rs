@@ -210,7 +210,7 @@ impl Session {
 
     /// What a client showing the stream up to `from` needs to show the
     /// screen now (rows scrolled off since, within `budget`), and its offset.
-    pub fn state_since(&self, from: u64, budget: usize) -> (Vec<u8>, u64) {
+    pub fn state_since(&self, from: u64, budget: usize) -> Option<(Vec<u8>, u64)> {
         self.output.state_since(from, budget, &self.name)
     }
 
@@ -222,11 +222,13 @@ impl Session {
     /// The output log's extent and the exit code, for the channel core.
     pub fn log_state(&self) -> crate::proto::server::LogState {
         let exited = *self.exit_tx.borrow();
+        let modelled = self.output.modelled();
         let l = self.output.log();
         crate::proto::server::LogState {
             start: l.log.start(),
             end: l.log.end(),
             exited,
+            modelled,
         }
     }
 

@@ -64,6 +64,9 @@ pub enum Request {
     KillServer,
     /// Reply: `Down::Granted`. Used by `abide server --bootstrap` on the remote host.
     Grant(GrantRequest),
+    /// Reply: `Down::History` pieces: the rows that scrolled off the session's
+    /// screen (the newest `tail` of them), as text with attributes.
+    History { name: String, tail: Option<u64> },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -183,6 +186,12 @@ pub enum Down {
     /// The server ended this channel because the client detached (or another
     /// channel of the same client took over).
     Detached,
+    /// A piece of a session's history (`Request::History`); `last` ends it.
+    History {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        last: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

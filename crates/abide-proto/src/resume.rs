@@ -310,7 +310,7 @@ impl ClientCore {
                 self.finished = true;
                 self.events.push_back(Event::Error { kind, message });
             }
-            Down::Sessions(_) | Down::Done | Down::Granted(_) => {
+            Down::Sessions(_) | Down::Done | Down::Granted(_) | Down::History { .. } => {
                 return Err(ProtocolError::Unexpected(
                     "control reply on a session channel",
                 ));

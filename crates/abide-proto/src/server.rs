@@ -52,6 +52,10 @@ pub struct LogState {
     pub end: u64,
     /// The program's exit code, once it exited and all its output is logged.
     pub exited: Option<i32>,
+    /// How far the terminal model has processed the log: a state stands for
+    /// the output before this (it is not worth waiting for the model to catch
+    /// up with a program that prints faster than it parses).
+    pub modelled: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +259,9 @@ impl ServerChannel {
             return None;
         }
         let bw = self.bandwidth()?;
+        if log.modelled <= self.pos {
+            return None;
+        }
         let backlog = (log.end - self.pos) + self.inflight;
         let limit = ((bw * BACKLOG_LIMIT.as_secs_f64()) as u64).max(MIN_BACKLOG);
         (backlog > limit)
@@ -263,7 +270,8 @@ impl ServerChannel {
 
     /// A snapshot or state went out: `raw` log bytes from the current
     /// position first (the driver may finish the current line before the
-    /// state), then `wire` bytes standing for everything before `at`.
+    /// state), then `wire` bytes standing for everything before `at`
+    /// (for a state, the model's offset when it was rendered).
     pub fn state_sent(&mut self, raw: u64, at: u64, wire: u64, now: Instant) {
         if raw > 0 {
             let end = self.pos + raw;
@@ -347,6 +355,7 @@ mod tests {
                     start: 0,
                     end: 0,
                     exited: None,
+                    modelled: u64::MAX,
                 },
                 client: 0,
                 got: Vec::new(),
@@ -372,6 +381,7 @@ mod tests {
                 self.log.end += (program.rate / 1000.0) as u64;
                 self.log.start = self.log.end.saturating_sub(ring);
             }
+            self.log.modelled = self.log.end;
             while self.acks.front().is_some_and(|a| a.0 <= self.now) {
                 let (_, off) = self.acks.pop_front().unwrap();
                 self.ch.on_ack(off, self.now);
@@ -446,6 +456,7 @@ mod tests {
             start: 0,
             end: 200_000,
             exited: Some(0),
+            modelled: u64::MAX,
         };
         let mut sent = 0;
         loop {
@@ -474,6 +485,7 @@ mod tests {
             start: 0,
             end: 10 << 20,
             exited: None,
+            modelled: u64::MAX,
         };
         let mut n = 0;
         while let Some(Action::Output { len, .. }) = ch.poll(log, CHUNK, t) {
@@ -494,6 +506,7 @@ mod tests {
             start: 0,
             end: 100,
             exited: None,
+            modelled: u64::MAX,
         };
         assert_eq!(
             ch.poll(log, CHUNK, t),
@@ -508,6 +521,7 @@ mod tests {
             start: 50,
             end: 150,
             exited: None,
+            modelled: u64::MAX,
         };
         assert_eq!(ch.poll(log, CHUNK, t), Some(Action::Snapshot));
     }
@@ -520,6 +534,7 @@ mod tests {
             start: 0,
             end: 1000,
             exited: None,
+            modelled: u64::MAX,
         };
         assert!(matches!(
             ch.poll(log, CHUNK, t),
@@ -541,6 +556,7 @@ mod tests {
             start: 500,
             end: 900,
             exited: None,
+            modelled: u64::MAX,
         };
         assert_eq!(ch.poll(log, CHUNK, t), Some(Action::Snapshot));
         ch.state_sent(0, 900, 3000, t);
