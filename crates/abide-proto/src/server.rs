@@ -36,7 +36,7 @@ pub const BACKLOG_LIMIT: Duration = Duration::from_millis(200);
 /// Below this much backlog the stream always goes on, whatever the rate.
 const MIN_BACKLOG: u64 = 16 * 1024;
 /// How much of the link's time one state may spend on history rows.
-const HISTORY_TIME: Duration = Duration::from_millis(100);
+const HISTORY_TIME: Duration = Duration::from_millis(50);
 const MIN_HISTORY_BUDGET: usize = 8 * 1024;
 /// Delivery-rate samples are kept this long (the estimate is their maximum).
 const BW_WINDOW: Duration = Duration::from_secs(2);
