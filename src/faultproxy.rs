@@ -3,6 +3,7 @@
 //! and roaming (the client's old address stops working altogether), and a
 //! bottleneck (bandwidth limit with a bounded queue, and delay). Used by the
 //! tests and by `abide demo`; it only ever binds and sends on loopback.
+//! A one-way delay with jitter turns loopback into a slow link (see `Delayer`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ struct Faults {
     /// Client addresses that have "left" (roam): their packets go nowhere.
     gone: HashSet<SocketAddr>,
     rng: u64,
+    /// One-way delay of every packet, each direction, plus up to ± jitter.
+    delay: std::time::Duration,
+    jitter: std::time::Duration,
 }
 
 impl Faults {
@@ -50,12 +54,14 @@ struct Flow {
 }
 
 struct Shared {
-    server: SocketAddr,
+    /// Where new flows go (changes with [`FaultProxy::move_server`]).
+    server: Mutex<SocketAddr>,
     listen: Arc<UdpSocket>,
     faults: Mutex<Faults>,
     flows: Mutex<HashMap<SocketAddr, Flow>>,
     counters: Counters,
-    /// Bandwidth limit and delay, client → server and server → client.
+    delayed: tokio::sync::mpsc::Sender<Delayed>,
+    /// Bandwidth limits, client → server and server → client.
     shape_up: Bottleneck,
     shape_down: Bottleneck,
 }
@@ -63,11 +69,13 @@ struct Shared {
 pub struct FaultProxy {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    delayer: JoinHandle<()>,
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
+        self.delayer.abort();
         for (_, f) in self.shared.flows.lock().unwrap().drain() {
             f.task.abort();
         }
@@ -90,8 +98,9 @@ impl FaultProxy {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             | 1;
+        let (delayed_tx, delayed_rx) = tokio::sync::mpsc::channel(MAX_DELAYED);
         let shared = Arc::new(Shared {
-            server,
+            server: Mutex::new(server),
             listen,
             faults: Mutex::new(Faults {
                 rng: seed,
@@ -99,11 +108,17 @@ impl FaultProxy {
             }),
             flows: Mutex::new(HashMap::new()),
             counters: Counters::default(),
-            shape_up: Bottleneck::new(),
-            shape_down: Bottleneck::new(),
+            delayed: delayed_tx,
+            shape_up: Bottleneck::default(),
+            shape_down: Bottleneck::default(),
         });
         let task = tokio::spawn(relay_up(shared.clone()));
-        Ok(FaultProxy { shared, task })
+        let delayer = tokio::spawn(run_delayer(shared.listen.clone(), delayed_rx));
+        Ok(FaultProxy {
+            shared,
+            task,
+            delayer,
+        })
     }
 
     /// Where clients should send.
@@ -113,6 +128,15 @@ impl FaultProxy {
 
     pub fn blackhole(&self, on: bool) {
         self.shared.faults.lock().unwrap().blackhole = on;
+    }
+
+    /// Every packet waits `delay` (± up to `jitter`, uniformly) in each
+    /// direction: the round trip grows by twice `delay`. Without jitter the
+    /// order is kept; with it packets may overtake each other, as on netem.
+    pub fn delay(&self, delay: std::time::Duration, jitter: std::time::Duration) {
+        let mut f = self.shared.faults.lock().unwrap();
+        f.delay = delay;
+        f.jitter = jitter;
     }
 
     pub fn loss(&self, pct: u32) {
@@ -145,6 +169,17 @@ impl FaultProxy {
         }
     }
 
+    /// The server is reached at another address from now on (the same
+    /// dual-stack server as ::1 instead of 127.0.0.1, say), and every flow
+    /// moves there: the server sees its client arrive from the other family.
+    pub async fn move_server(&self, server: SocketAddr) -> Result<()> {
+        if !server.ip().is_loopback() {
+            bail!("the fault proxy only relays to loopback, not {server}");
+        }
+        *self.shared.server.lock().unwrap() = server;
+        self.rebind().await
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }
@@ -152,14 +187,16 @@ impl FaultProxy {
     /// A bottleneck in each direction: `bits_per_sec` (none: unlimited)
     /// with a queue of about 100 ms of it, then `one_way` delay.
     pub fn shape(&self, bits_per_sec: Option<u64>, one_way: Duration) {
-        self.shared.shape_up.set(bits_per_sec, one_way);
-        self.shared.shape_down.set(bits_per_sec, one_way);
+        self.shared.shape_up.set(bits_per_sec);
+        self.shared.shape_down.set(bits_per_sec);
+        self.delay(one_way, Duration::ZERO);
     }
 }
 
 async fn new_flow(shared: &Arc<Shared>, client: SocketAddr) -> Result<Flow> {
-    let upstream = Arc::new(UdpSocket::bind((shared.server.ip(), 0)).await?);
-    upstream.connect(shared.server).await?;
+    let server = *shared.server.lock().unwrap();
+    let upstream = Arc::new(UdpSocket::bind((server.ip(), 0)).await?);
+    upstream.connect(server).await?;
     let task = tokio::spawn(relay_down(shared.clone(), upstream.clone(), client));
     Ok(Flow { upstream, task })
 }
@@ -197,15 +234,17 @@ async fn relay_up(shared: Arc<Shared>) {
             },
         };
         shared.counters.up.fetch_add(1, Ordering::Relaxed);
-        match shared.shape_up.admit(n) {
-            Admit::Now => {
-                let _ = upstream.send(&buf[..n]).await;
-            }
-            Admit::At(when) => shared
-                .shape_up
-                .later(when, buf[..n].to_vec(), Dest::Server(upstream)),
-            Admit::Drop => {
+        let due = match shared.shape_up.admit(n) {
+            Some(depart) => shared.faults.lock().unwrap().due_after(depart),
+            None => {
                 shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        match due {
+            Some(due) => delay(&shared, due, Dest::Up(upstream), &buf[..n]),
+            None => {
+                let _ = upstream.send(&buf[..n]).await;
             }
         }
     }
@@ -227,102 +266,159 @@ async fn relay_down(shared: Arc<Shared>, upstream: Arc<UdpSocket>, client: Socke
             continue;
         }
         shared.counters.down.fetch_add(1, Ordering::Relaxed);
-        match shared.shape_down.admit(n) {
-            Admit::Now => {
+        let due = match shared.shape_down.admit(n) {
+            Some(depart) => shared.faults.lock().unwrap().due_after(depart),
+            None => {
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        match due {
+            Some(due) => delay(&shared, due, Dest::Down(client), &buf[..n]),
+            None => {
                 let _ = shared.listen.send_to(&buf[..n], client).await;
             }
-            Admit::At(when) => shared.shape_down.later(
-                when,
-                buf[..n].to_vec(),
-                Dest::Client(shared.listen.clone(), client),
-            ),
-            Admit::Drop => {
-                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Packets held back at most (a slow link's queue; beyond it they drop).
+const MAX_DELAYED: usize = 10_000;
+
+impl Faults {
+    /// When a packet relayed now is due, if the link is delayed.
+    fn due(&mut self) -> Option<tokio::time::Instant> {
+        if self.delay.is_zero() && self.jitter.is_zero() {
+            return None;
+        }
+        let j = self.jitter.as_micros() as i64;
+        let offset = if j > 0 {
+            self.roll(0); // advance the generator
+            (self.rng >> 11) as i64 % (2 * j + 1) - j
+        } else {
+            0
+        };
+        let micros = (self.delay.as_micros() as i64 + offset).max(0) as u64;
+        Some(tokio::time::Instant::now() + std::time::Duration::from_micros(micros))
+    }
+}
+
+enum Dest {
+    Up(Arc<UdpSocket>),
+    Down(SocketAddr),
+}
+
+struct Delayed {
+    due: tokio::time::Instant,
+    dest: Dest,
+    data: Vec<u8>,
+}
+
+fn delay(shared: &Shared, due: tokio::time::Instant, dest: Dest, data: &[u8]) {
+    let item = Delayed {
+        due,
+        dest,
+        data: data.to_vec(),
+    };
+    if shared.delayed.try_send(item).is_err() {
+        shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends each held packet when it is due, earliest first (equal times in
+/// arrival order).
+async fn run_delayer(listen: Arc<UdpSocket>, mut rx: tokio::sync::mpsc::Receiver<Delayed>) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut heap: BinaryHeap<Reverse<(tokio::time::Instant, u64)>> = BinaryHeap::new();
+    let mut items: HashMap<u64, Delayed> = HashMap::new();
+    let mut n = 0u64;
+    loop {
+        let next = heap.peek().map(|Reverse((due, _))| *due);
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(d) => {
+                    n += 1;
+                    heap.push(Reverse((d.due, n)));
+                    items.insert(n, d);
+                }
+                None => return,
+            },
+            _ = async { tokio::time::sleep_until(next.unwrap()).await }, if next.is_some() => {
+                while let Some(Reverse((due, k))) = heap.peek().copied() {
+                    if due > tokio::time::Instant::now() {
+                        break;
+                    }
+                    heap.pop();
+                    if let Some(d) = items.remove(&k) {
+                        let _ = match d.dest {
+                            Dest::Up(u) => u.send(&d.data).await,
+                            Dest::Down(c) => listen.send_to(&d.data, c).await,
+                        };
+                    }
+                }
             }
         }
     }
 }
 
 /// A bottleneck link: a token bucket of `rate` bytes/s (one packet of
-/// burst) in front of a bounded queue, then a fixed delay, as a slow access
-/// link with a buffer behaves: packets beyond the queue are dropped, the rest
-/// leave at the link's rate, in order.
+/// burst) in front of a bounded queue, as a slow access link with a buffer
+/// behaves: packets beyond the queue are dropped, the rest leave at the
+/// link's rate, in order. The delay (see [`FaultProxy::delay`]) comes after.
+#[derive(Default)]
 struct Bottleneck {
     state: Mutex<Shape>,
-    /// Packets on their way, delivered in order by one task.
-    line: tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>, Dest)>,
 }
 
 #[derive(Default)]
 struct Shape {
     /// Bytes per second; `None`: unlimited.
     rate: Option<f64>,
-    delay: Duration,
     queue_bytes: f64,
     /// When the last admitted packet finishes leaving the bottleneck.
     busy_until: Option<tokio::time::Instant>,
 }
 
-enum Admit {
-    Now,
-    At(tokio::time::Instant),
-    Drop,
-}
-
-enum Dest {
-    Server(Arc<UdpSocket>),
-    Client(Arc<UdpSocket>, SocketAddr),
-}
-
 impl Bottleneck {
-    fn new() -> Bottleneck {
-        let (line, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>, Dest)>();
-        // Ends when the proxy (and with it the sender) is dropped.
-        tokio::spawn(async move {
-            while let Some((when, packet, dest)) = rx.recv().await {
-                tokio::time::sleep_until(when).await;
-                let _ = match dest {
-                    Dest::Server(s) => s.send(&packet).await,
-                    Dest::Client(s, to) => s.send_to(&packet, to).await,
-                };
-            }
-        });
-        Bottleneck {
-            state: Mutex::new(Shape::default()),
-            line,
-        }
-    }
-
-    fn set(&self, bits_per_sec: Option<u64>, delay: Duration) {
+    fn set(&self, bits_per_sec: Option<u64>) {
         let mut s = self.state.lock().unwrap();
         s.rate = bits_per_sec.map(|b| b as f64 / 8.0);
         s.queue_bytes = s.rate.map_or(0.0, |r| (r * 0.1).max(16.0 * 1024.0));
-        s.delay = delay;
+        s.busy_until = None;
     }
 
-    fn admit(&self, len: usize) -> Admit {
+    /// When a packet of `len` bytes arriving now has left the bottleneck
+    /// (`Some(None)`: at once, no limit), or `None`: the queue is full.
+    fn admit(&self, len: usize) -> Option<Option<tokio::time::Instant>> {
         let mut s = self.state.lock().unwrap();
-        let now = tokio::time::Instant::now();
         let Some(rate) = s.rate else {
-            return if s.delay.is_zero() {
-                Admit::Now
-            } else {
-                Admit::At(now + s.delay)
-            };
+            return Some(None);
         };
+        let now = tokio::time::Instant::now();
         let busy = s.busy_until.filter(|b| *b > now).unwrap_or(now);
         let queued = (busy - now).as_secs_f64() * rate;
         if queued + len as f64 > s.queue_bytes {
-            return Admit::Drop;
+            return None;
         }
         let done = busy + Duration::from_secs_f64(len as f64 / rate);
         s.busy_until = Some(done);
-        Admit::At(done + s.delay)
+        Some(Some(done))
     }
+}
 
-    fn later(&self, when: tokio::time::Instant, packet: Vec<u8>, dest: Dest) {
-        let _ = self.line.send((when, packet, dest));
+impl Faults {
+    /// When a packet that leaves the bottleneck at `depart` (`None`: now)
+    /// is due at the other end, if it is held back at all.
+    fn due_after(&mut self, depart: Option<tokio::time::Instant>) -> Option<tokio::time::Instant> {
+        let delayed = self.due();
+        match (depart, delayed) {
+            (None, d) => d,
+            (Some(t), None) => Some(t),
+            (Some(t), Some(d)) => {
+                Some(t + d.saturating_duration_since(tokio::time::Instant::now()))
+            }
+        }
     }
 }
 

@@ -28,26 +28,6 @@ pub enum Outcome {
     Quit { name: String },
 }
 
-impl Outcome {
-    /// Prints what happened (on the restored terminal) and returns the exit code.
-    pub fn report(&self) -> i32 {
-        match self {
-            Outcome::Detached { name } => {
-                eprintln!("[detached from session '{name}']");
-                0
-            }
-            Outcome::Exited { name, code } => {
-                eprintln!("[session '{name}' exited with status {code}]");
-                *code
-            }
-            Outcome::Quit { name } => {
-                eprintln!("[abide quit; session '{name}' keeps running: abide attach {name}]");
-                0
-            }
-        }
-    }
-}
-
 /// Makes the first link and attaches, so that errors such as "no session
 /// named x" are reported before the terminal goes raw.
 async fn first_attach(connector: &dyn Connector, core: &mut ClientCore) -> Result<Link> {
@@ -112,6 +92,10 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
         use std::io::Read;
+        let typed = tty::take_typeahead();
+        if !typed.is_empty() && tx.blocking_send(typed).is_err() {
+            return;
+        }
         let mut stdin = std::io::stdin().lock();
         let mut buf = [0u8; 4096];
         loop {
@@ -251,7 +235,12 @@ async fn drive(
     } = io;
     let mut write_terminal = move |b: &[u8]| output(b);
     let mut escape = EscapeReader::default();
-    let mut screen = Screen::new(size);
+    let mut screen = if terminal {
+        Screen::for_terminal(size)
+    } else {
+        Screen::new(size)
+    };
+    let mut predict = crate::client::predict_overlay::PredictOverlay::default();
     let mut link: Option<Link> = Some(first);
     let mut attempts: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
     let mut attempt_count = 0u32;
@@ -279,6 +268,7 @@ async fn drive(
         while let Some(ev) = core.poll_event() {
             match ev {
                 Event::Write(bytes) => {
+                    predict.hide(&mut out, screen.model());
                     screen.output(&mut out, &bytes);
                     if let Some(t) = tap.as_mut() {
                         t(&bytes);
@@ -311,6 +301,14 @@ async fn drive(
                     write_terminal(&out)?;
                     bail!("{message}");
                 }
+                Event::Away(summary) => {
+                    if let Some(text) =
+                        crate::client::away::announcement(&summary).filter(|_| terminal)
+                    {
+                        screen.show(&mut out, &text);
+                        notice_until = Some(Instant::now() + Duration::from_secs(6));
+                    }
+                }
             }
         }
         if !terminal {
@@ -327,6 +325,8 @@ async fn drive(
             notice_until = None;
             screen.hide(&mut out);
         }
+        let wrote = !out.is_empty();
+        predict.render(&mut out, screen.model(), wrote);
         if !out.is_empty() {
             write_terminal(&out)?;
             out.clear();
@@ -356,7 +356,10 @@ async fn drive(
             Some(data) = stdin.recv() => {
                 for action in escape.feed(&data) {
                     match action {
-                        Action::Send(bytes) => core.user_input(&bytes),
+                        Action::Send(bytes) => {
+                            core.user_input(&bytes);
+                            predict.keys(&bytes, core.last_input_seq(), screen.model());
+                        }
                         Action::Detach => {
                             if link.is_some() && lost_since.is_none() {
                                 core.detach();
@@ -374,6 +377,7 @@ async fn drive(
                         let now = Instant::now();
                         match crate::proto::frame::decode::<Down>(&body) {
                             Ok(f) => {
+                                predict.frame(&f);
                                 if let Err(e) = core.on_frame(f, now) {
                                     tracing::warn!("protocol error, reconnecting: {e}");
                                     link = None;
@@ -458,6 +462,8 @@ async fn drive(
                 }
             }
             _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
+            _ = async { tokio::time::sleep_until(predict.poll_timeout().unwrap().into()).await },
+                if predict.poll_timeout().is_some() => {}
             Some(text) = next_notice(&mut notices) => {
                 if terminal {
                     screen.hide(&mut out);
@@ -469,6 +475,7 @@ async fn drive(
             _ = next_signal(&mut winch) => {
                 let size = tty::size();
                 screen.resize(size);
+                predict.resized();
                 core.resize(size);
             }
             _ = next_signal(&mut term) => bail!("terminated by SIGTERM"),

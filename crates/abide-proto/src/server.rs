@@ -362,10 +362,6 @@ mod tests {
             }
         }
 
-        fn at(&self, ms: u64) -> Instant {
-            self.t0 + Duration::from_millis(ms)
-        }
-
         fn transmit(&mut self, wire: u64, end: u64, what: Action) {
             let start = self.link_free.max(self.now);
             self.link_free = start + Duration::from_secs_f64(wire as f64 / self.bw);
