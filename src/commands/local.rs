@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::cli::{KillArgs, LsArgs, NewArgs};
+use crate::cli::{HistoryArgs, KillArgs, LsArgs, NewArgs};
 use crate::client::{attach, connector, terminal_contract, tty};
 use crate::paths;
 use crate::proto::attention::{State, Summary};
@@ -282,6 +282,39 @@ pub async fn kill(args: KillArgs) -> Result<i32> {
         Some(Down::Error { message, .. }) => bail!("{message}"),
         Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
     }
+}
+
+/// `abide history NAME [--tail N]`: the session's rows that scrolled off, to stdout.
+pub async fn history(args: HistoryArgs) -> Result<i32> {
+    use std::io::Write;
+    let rt = paths::runtime_dir()?;
+    let req = Request::History {
+        name: args.name.clone(),
+        tail: args.tail,
+    };
+    let Some((mut link, mut down)) = launch::request(&rt, req, false).await? else {
+        bail!("no session named '{}' (the abide daemon is not running)", args.name);
+    };
+    let mut out = std::io::stdout().lock();
+    loop {
+        match down {
+            Down::History { data, last } => {
+                out.write_all(&data)?;
+                if last {
+                    break;
+                }
+            }
+            Down::Error { message, .. } => bail!("{message}"),
+            other => bail!("unexpected reply from the daemon: {other:?}"),
+        }
+        down = link
+            .rx
+            .next::<Down>()
+            .await?
+            .context("the daemon closed the connection in the middle of the history")?;
+    }
+    out.flush()?;
+    Ok(0)
 }
 
 pub async fn kill_server() -> Result<i32> {

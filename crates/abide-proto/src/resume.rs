@@ -329,7 +329,8 @@ impl ClientCore {
             | Down::Granted(_)
             | Down::SessionList(_)
             | Down::Watching { .. }
-            | Down::Attention(_) => {
+            | Down::Attention(_)
+            | Down::History { .. } => {
                 return Err(ProtocolError::Unexpected(
                     "control reply on a session channel",
                 ));
