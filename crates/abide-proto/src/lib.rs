@@ -9,6 +9,8 @@
 pub mod frame;
 pub mod input;
 pub mod outlog;
+pub mod policy;
 pub mod resume;
+pub mod sim;
 
 pub use frame::{Down, Hello, Request, Up};
