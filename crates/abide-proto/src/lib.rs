@@ -11,6 +11,7 @@ pub mod input;
 pub mod outlog;
 pub mod policy;
 pub mod resume;
-pub mod sim;
+#[cfg(test)]
+mod sim;
 
 pub use frame::{Down, Hello, Request, Up};

@@ -168,6 +168,8 @@ pub struct Config {
     /// On ssh (auto): how often a QUIC handshake probes UDP (two at most run
     /// at once, so a probe's own retransmissions fill the gaps).
     pub upgrade_every: Duration,
+    /// A link made this soon after the current one came back is used instead.
+    pub fresh_window: Duration,
     /// QUIC timeouts in a row, while ssh worked, before UDP counts as blocked here.
     pub blocked_after: u32,
     /// First connect: failures per transport before giving up.
@@ -187,11 +189,12 @@ impl Config {
             max_quic_in_flight: 12,
             ssh_retry: Duration::from_millis(500),
             ssh_retry_as_fallback: Duration::from_secs(1),
-            ssh_timeout: Duration::from_secs(4),
+            ssh_timeout: Duration::from_secs(3),
             max_ssh_in_flight: 6,
             head_start: Duration::from_millis(250),
-            ssh_after: Duration::from_millis(1500),
+            ssh_after: Duration::from_secs(1),
             upgrade_every: Duration::from_millis(1500),
+            fresh_window: Duration::from_secs(1),
             blocked_after: 3,
             first_tries: 1,
             give_up_after: None,
@@ -214,6 +217,7 @@ impl Config {
             head_start: Duration::ZERO,
             ssh_after: Duration::MAX,
             upgrade_every: Duration::MAX,
+            fresh_window: Duration::ZERO,
             blocked_after: u32::MAX,
             first_tries: 3,
             give_up_after: Some(Duration::from_secs(3)),
@@ -276,6 +280,11 @@ pub struct LinkPolicy {
     next_upgrade: Option<Instant>,
     /// ssh joins the race from now on (in doubt).
     ssh_in_doubt: bool,
+    /// After a clock jump or a network change: the next link made is used
+    /// even if the old one speaks (it may only be replaying buffered frames).
+    want_fresh: bool,
+    /// When the current link spoke again after being quiet or lost.
+    back_at: Option<Instant>,
     ever_attached: bool,
     first_failures: [u32; 3],
     quic_timeouts_while_ssh_ok: u32,
@@ -310,6 +319,8 @@ impl LinkPolicy {
             next_ssh: now,
             next_upgrade: None,
             ssh_in_doubt: true,
+            want_fresh: false,
+            back_at: None,
             ever_attached: false,
             first_failures: [0; 3],
             quic_timeouts_while_ssh_ok: 0,
@@ -364,7 +375,11 @@ impl LinkPolicy {
             return;
         };
         let t = self.attempts[i].transport;
-        let good_now = self.current.is_some() && self.health == Health::Good;
+        let just_back = self
+            .back_at
+            .is_some_and(|b| now < b + self.cfg.fresh_window);
+        let good_now =
+            self.current.is_some() && self.health == Health::Good && !self.want_fresh && !just_back;
         let better = match self.current() {
             Some(Transport::Ssh) => t == Transport::Quic,
             _ => false,
@@ -433,10 +448,14 @@ impl LinkPolicy {
         }
         self.health = Health::Good;
         self.down_since = None;
+        // Attempts in flight are not aborted: a link that speaks again after
+        // an outage may be about to die (an idle timeout, a backed-off TCP),
+        // and a fresh one finishing soon after is used instead.
+        self.back_at = Some(now);
+        if self.want_fresh {
+            return;
+        }
         self.ssh_in_doubt = false;
-        // Spare attempts are no longer needed, except QUIC probes from an ssh link.
-        let keep_quic = self.current() == Some(Transport::Ssh);
-        self.cancel_where(|a| !(keep_quic && a.transport == Transport::Quic));
         self.schedule_upgrade(now);
     }
 
@@ -448,6 +467,7 @@ impl LinkPolicy {
         self.remembered = None;
         self.quic_timeouts_while_ssh_ok = 0;
         self.ssh_in_doubt = true;
+        self.want_fresh = self.current.is_some();
         if self.health == Health::Good {
             self.health = Health::Quiet;
         }
@@ -649,6 +669,8 @@ impl LinkPolicy {
         self.last_error = None;
         self.ever_attached = true;
         self.ssh_in_doubt = false;
+        self.want_fresh = false;
+        self.back_at = None;
         self.last_transport = Some(a.transport);
         self.actions.push_back(Action::Adopt {
             id: a.id,
@@ -723,6 +745,9 @@ impl LinkPolicy {
         }
         if !self.ever_attached {
             self.first_failures[slot(a.transport)] += 1;
+        }
+        if self.attempts.is_empty() {
+            self.want_fresh = false;
         }
         // Keep the more telling error (an ssh verdict over a QUIC timeout).
         if !(err == ConnectError::Timeout
