@@ -66,14 +66,19 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
         dest: host.to_string(),
         server: opts.server.clone(),
     };
-    let remote = r::RemoteConnector::new(
+    use crate::proto::policy::{Choice, Transport};
+    let choice = match opts.transport {
+        crate::cli::TransportChoice::Auto => Choice::Race,
+        crate::cli::TransportChoice::Udp => Choice::Only(Transport::Quic),
+        crate::cli::TransportChoice::Ssh => Choice::Only(Transport::Ssh),
+    };
+    let conn = Arc::new(r::RemoteConnector::new(
         r::QuicConnector { target },
         ssh,
-        opts.transport,
+        choice,
         host.to_string(),
         crate::client::transport_memory::TransportMemory::default_location(),
-    );
-    let conn = Arc::new(r::SharedRemote(Arc::new(remote)));
+    ));
     let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
     Ok(outcome.report())
 }

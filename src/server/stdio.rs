@@ -10,7 +10,7 @@ use anyhow::Result;
 use tokio::io::AsyncWriteExt;
 
 /// Marks the start of the frame stream on ssh's stdout.
-pub const READY: &[u8] = b"\x00ABIDE-STDIO-1\x00";
+pub use crate::proto::frame::STDIO_READY as READY;
 
 pub async fn run() -> Result<i32> {
     let rt = crate::paths::runtime_dir()?;
