@@ -18,8 +18,7 @@ Examples:
 While attached: Ctrl-^ d detaches, Ctrl-^ . quits the client, Ctrl-^ ^ sends Ctrl-^.";
 
 #[derive(Parser, Debug)]
-#[command(name = "abide", version, about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(name = "abide", version = crate::client::deploy::version_line(), about = "Remote terminal sessions that survive the network", after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -47,9 +46,45 @@ pub enum Command {
     Explain(crate::doctor::ExplainArgs),
     /// Check (and with --fix, repair) the SSH keepalive settings and the path to a host.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script: abide completions bash|zsh|fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): abide man > ~/.local/share/man/man1/abide.1
+    Man,
     /// The server side (started for you; see --help).
     #[command(hide = true)]
     Server(ServerArgs),
+    /// Stay connected and report bells, notifications, quiet and exits of detached sessions, here or on each HOST.
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Hosts to watch (default: this machine).
+    pub hosts: Vec<String>,
+    /// Run this shell command per event, with ABIDE_TITLE, ABIDE_BODY,
+    /// ABIDE_SESSION, ABIDE_HOST and ABIDE_EVENT set, e.g.
+    /// 'notify-send "$ABIDE_TITLE" "$ABIDE_BODY"'.
+    #[arg(long, value_name = "COMMAND")]
+    pub exec: Option<String>,
+    /// Desktop notification through this terminal (OSC 9 / 777 / 99): auto
+    /// picks by $TERM_PROGRAM/$TERM when stdout is a terminal.
+    #[arg(long, value_enum, default_value_t = DesktopChoice::Auto)]
+    pub desktop: DesktopChoice,
+    /// Do not report "quiet" (no output for a while after activity).
+    #[arg(long)]
+    pub no_quiet: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DesktopChoice {
+    #[default]
+    Auto,
+    Osc9,
+    Osc777,
+    Osc99,
+    Off,
 }
 
 /// `abide [user@]host [-- cmd...]`
@@ -61,27 +96,141 @@ pub struct ConnectArgs {
     #[arg(last = true)]
     pub command: Vec<String>,
     #[command(flatten)]
-    pub remote: RemoteOpts,
+    pub remote: RemoteArgs,
     /// Session name on the remote host (attach if it exists, create if not).
     #[arg(short = 's', long = "session")]
     pub session: Option<String>,
 }
 
-/// Options for every command that reaches a remote host.
+/// The options for reaching a remote host, as given on the command line. They
+/// are accepted before the subcommand (`abide --ssh X ls host`) and after it,
+/// but only by commands that reach a host: clap's `global` would also accept
+/// them where they mean nothing (`abide new -d --ssh X`).
 #[derive(Args, Debug, Default, Clone)]
-pub struct RemoteOpts {
-    /// The ssh command used to reach the host, with its options.
-    #[arg(long, value_name = "COMMAND", default_value = "ssh", global = true)]
-    pub ssh: String,
-    /// Path of abide on the remote host.
-    #[arg(long, value_name = "PATH", default_value = "abide", global = true)]
-    pub server: String,
-    /// udp: QUIC only; ssh: only through ssh; auto: QUIC, falling back to ssh.
-    #[arg(long, value_enum, default_value_t = TransportChoice::Auto, global = true)]
-    pub transport: TransportChoice,
+pub struct RemoteArgs {
+    /// The ssh command used to reach the host, with its options [default: ssh].
+    #[arg(long, value_name = "COMMAND")]
+    pub ssh: Option<String>,
+    /// Path of abide on the remote host [default: the one abide installs there itself].
+    #[arg(long, value_name = "PATH")]
+    pub server: Option<String>,
+    /// Do not install abide on the remote host; run the `abide` on its PATH.
+    #[arg(long)]
+    pub no_deploy: bool,
+    /// udp: QUIC only; ssh: only through ssh; auto: QUIC, falling back to ssh [default: auto].
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportChoice>,
     /// UDP port range for the remote QUIC endpoint, as LO-HI.
-    #[arg(long, value_name = "LO-HI", global = true)]
+    #[arg(long, value_name = "LO-HI")]
     pub udp_ports: Option<String>,
+    /// Show typed keys before the server echoes them: auto (when the round
+    /// trip is slow enough to notice), always, never.
+    #[arg(long, value_enum, default_value_t = PredictChoice::Auto, global = true)]
+    pub predict: PredictChoice,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PredictChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<PredictChoice> for crate::proto::predict::Mode {
+    fn from(c: PredictChoice) -> Self {
+        match c {
+            PredictChoice::Auto => Self::Auto,
+            PredictChoice::Always => Self::Always,
+            PredictChoice::Never => Self::Never,
+        }
+    }
+}
+
+impl RemoteArgs {
+    /// The first option given, as written on the command line.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.ssh.is_some(), "--ssh"),
+            (self.server.is_some(), "--server"),
+            (self.transport.is_some(), "--transport"),
+            (self.udp_ports.is_some(), "--udp-ports"),
+            (self.no_deploy, "--no-deploy"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
+    /// These options, with `before` (given before the subcommand) filling gaps.
+    pub fn resolve(self, before: &RemoteArgs) -> RemoteOpts {
+        let before = before.clone();
+        RemoteOpts {
+            ssh: self.ssh.or(before.ssh).unwrap_or_else(|| "ssh".into()),
+            server: self
+                .server
+                .or(before.server)
+                .unwrap_or_else(|| DEFAULT_SERVER.into()),
+            no_deploy: self.no_deploy || before.no_deploy,
+            transport: self.transport.or(before.transport).unwrap_or_default(),
+            udp_ports: self.udp_ports.or(before.udp_ports),
+        }
+    }
+}
+
+/// Options for every command that reaches a remote host, defaults applied.
+#[derive(Debug, Default, Clone)]
+pub struct RemoteOpts {
+    pub ssh: String,
+    pub server: String,
+    pub no_deploy: bool,
+    pub transport: TransportChoice,
+    pub udp_ports: Option<String>,
+}
+
+impl Cli {
+    /// Options before a subcommand that the subcommand has no use for are an
+    /// error, not silently ignored.
+    /// `name`: the subcommand as written (clap's `subcommand_name`).
+    pub fn check(&self, name: Option<&str>) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        let (Some(cmd), Some(name)) = (&self.command, name) else {
+            return Ok(());
+        };
+        let takes_remote = matches!(
+            cmd,
+            Command::Attach(_) | Command::Ls(_) | Command::Kill(_) | Command::Watch(_)
+        );
+        let stray = match (self.connect.remote.first_given(), takes_remote) {
+            (Some(flag), false) => Some(format!(
+                "{flag} is for commands that reach a remote host (abide HOST, attach, ls, kill, watch), not for '{name}'"
+            )),
+            _ => None,
+        }
+        .or_else(|| {
+            self.connect.session.is_some().then(|| {
+                format!("-s/--session before '{name}' means nothing; write it after the command")
+            })
+        })
+        .or_else(|| {
+            self.connect.destination.as_ref().map(|d| {
+                format!("'{d}' before '{name}': write the command first (abide {name} ...)")
+            })
+        });
+        match stray {
+            Some(msg) => Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `--server` when not given: the deployed abide, else the one on the PATH.
+pub const DEFAULT_SERVER: &str = "abide";
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,8 +249,12 @@ pub struct NewArgs {
     /// Do not attach; just start it.
     #[arg(short = 'd', long)]
     pub detached: bool,
-    /// Program and arguments (default: your login shell).
-    #[arg(last = true)]
+    /// End the session once it has been detached this long (30m, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub expire: Option<String>,
+    /// Program and arguments (default: your login shell). Options of the
+    /// program may follow it (`new -d make -j8`); `--` before it also works.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -109,6 +262,8 @@ pub struct NewArgs {
 pub struct AttachArgs {
     /// NAME (a local session), HOST: or USER@HOST (the most recent there), HOST:NAME.
     pub target: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
@@ -118,12 +273,16 @@ pub struct LsArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct KillArgs {
     /// NAME or HOST:NAME.
     pub target: String,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +296,10 @@ pub struct DemoArgs {
     /// Seconds the loss phase lasts.
     #[arg(long, default_value_t = 8)]
     pub loss_s: u64,
+    /// Instead of the faults: a shell over a link where every packet waits
+    /// this long each way, to see typed keys shown at once (--predict).
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -150,16 +313,22 @@ pub struct ServerArgs {
     /// Remote side of `abide HOST`: ensure the daemon, grant access, print one line.
     #[arg(long)]
     pub bootstrap: bool,
-    /// Carry one session channel over stdin/stdout (the ssh transport).
+    /// Carry one session channel over stdin/stdout (the ssh transport). Full
+    /// local rights; with --session NAME only attaching to NAME (for a forced
+    /// command in authorized_keys; see docs/security.md).
     #[arg(long)]
     pub stdio: bool,
     /// Answer one QUIC handshake on a port of the UDP range and exit (what
     /// `abide doctor HOST` runs over ssh to see whether UDP gets through).
     #[arg(long)]
     pub probe_udp: bool,
-    /// With --bootstrap: session to attach to (created if missing).
+    /// With --bootstrap: session to attach to (created if missing). With
+    /// --stdio: the only session this channel may attach to.
     #[arg(long)]
     pub session: Option<String>,
+    /// With --bootstrap: grant watching (`abide watch HOST`), no session.
+    #[arg(long)]
+    pub watch: bool,
     /// With --bootstrap: always create a new session.
     #[arg(long)]
     pub new: bool,

@@ -14,6 +14,29 @@ pub struct Config {
     pub scrollback_lines: usize,
     /// UDP ports for the QUIC endpoint, inclusive, as mosh uses (`ABIDE_UDP_PORTS=lo-hi`).
     pub udp_ports: (u16, u16),
+    /// Silence after activity that marks a detached session "quiet", like
+    /// tmux's monitor-silence: `quiet_after = "30s"`, `"off"` (`ABIDE_QUIET_AFTER`).
+    #[serde(deserialize_with = "de_duration")]
+    pub quiet_after: Option<std::time::Duration>,
+    /// End sessions detached this long: `expire_detached = "7d"`; off unless
+    /// set (`ABIDE_EXPIRE_DETACHED`).
+    #[serde(deserialize_with = "de_duration")]
+    pub expire_detached: Option<std::time::Duration>,
+}
+
+/// `"30s"`, `"7d"`, or `"off"`.
+fn parse_opt_duration(s: &str) -> Result<Option<std::time::Duration>, String> {
+    match s.trim() {
+        "off" | "never" | "" => Ok(None),
+        d => crate::server::attention::parse_duration(d).map(Some),
+    }
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_opt_duration(&s).map_err(serde::de::Error::custom)
 }
 
 impl Default for Config {
@@ -22,6 +45,8 @@ impl Default for Config {
             ring_bytes: DEFAULT_CAPACITY,
             scrollback_lines: 10_000,
             udp_ports: (60001, 61000),
+            quiet_after: Some(std::time::Duration::from_secs(30)),
+            expire_detached: None,
         }
     }
 }
@@ -43,6 +68,12 @@ impl Config {
         }
         if let Some(v) = env_parse::<usize>("ABIDE_SCROLLBACK_LINES")? {
             cfg.scrollback_lines = v;
+        }
+        if let Ok(v) = std::env::var("ABIDE_QUIET_AFTER") {
+            cfg.quiet_after = parse_opt_duration(&v).map_err(anyhow::Error::msg)?;
+        }
+        if let Ok(v) = std::env::var("ABIDE_EXPIRE_DETACHED") {
+            cfg.expire_detached = parse_opt_duration(&v).map_err(anyhow::Error::msg)?;
         }
         if let Ok(v) = std::env::var("ABIDE_UDP_PORTS") {
             cfg.udp_ports = parse_port_range(&v)?;

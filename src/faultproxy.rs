@@ -2,6 +2,7 @@
 //! loss in each direction, NAT rebinding (the server sees a new source port)
 //! and roaming (the client's old address stops working altogether). Used by the
 //! tests and by `abide demo`; it only ever binds and sends on loopback.
+//! A one-way delay with jitter turns loopback into a slow link (see `Delayer`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -21,6 +22,9 @@ struct Faults {
     /// Client addresses that have "left" (roam): their packets go nowhere.
     gone: HashSet<SocketAddr>,
     rng: u64,
+    /// One-way delay of every packet, each direction, plus up to ± jitter.
+    delay: std::time::Duration,
+    jitter: std::time::Duration,
 }
 
 impl Faults {
@@ -48,21 +52,25 @@ struct Flow {
 }
 
 struct Shared {
-    server: SocketAddr,
+    /// Where new flows go (changes with [`FaultProxy::move_server`]).
+    server: Mutex<SocketAddr>,
     listen: Arc<UdpSocket>,
     faults: Mutex<Faults>,
     flows: Mutex<HashMap<SocketAddr, Flow>>,
     counters: Counters,
+    delayed: tokio::sync::mpsc::Sender<Delayed>,
 }
 
 pub struct FaultProxy {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    delayer: JoinHandle<()>,
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
+        self.delayer.abort();
         for (_, f) in self.shared.flows.lock().unwrap().drain() {
             f.task.abort();
         }
@@ -85,8 +93,9 @@ impl FaultProxy {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             | 1;
+        let (delayed_tx, delayed_rx) = tokio::sync::mpsc::channel(MAX_DELAYED);
         let shared = Arc::new(Shared {
-            server,
+            server: Mutex::new(server),
             listen,
             faults: Mutex::new(Faults {
                 rng: seed,
@@ -94,9 +103,15 @@ impl FaultProxy {
             }),
             flows: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            delayed: delayed_tx,
         });
         let task = tokio::spawn(relay_up(shared.clone()));
-        Ok(FaultProxy { shared, task })
+        let delayer = tokio::spawn(run_delayer(shared.listen.clone(), delayed_rx));
+        Ok(FaultProxy {
+            shared,
+            task,
+            delayer,
+        })
     }
 
     /// Where clients should send.
@@ -106,6 +121,15 @@ impl FaultProxy {
 
     pub fn blackhole(&self, on: bool) {
         self.shared.faults.lock().unwrap().blackhole = on;
+    }
+
+    /// Every packet waits `delay` (± up to `jitter`, uniformly) in each
+    /// direction: the round trip grows by twice `delay`. Without jitter the
+    /// order is kept; with it packets may overtake each other, as on netem.
+    pub fn delay(&self, delay: std::time::Duration, jitter: std::time::Duration) {
+        let mut f = self.shared.faults.lock().unwrap();
+        f.delay = delay;
+        f.jitter = jitter;
     }
 
     pub fn loss(&self, pct: u32) {
@@ -138,14 +162,26 @@ impl FaultProxy {
         }
     }
 
+    /// The server is reached at another address from now on (the same
+    /// dual-stack server as ::1 instead of 127.0.0.1, say), and every flow
+    /// moves there: the server sees its client arrive from the other family.
+    pub async fn move_server(&self, server: SocketAddr) -> Result<()> {
+        if !server.ip().is_loopback() {
+            bail!("the fault proxy only relays to loopback, not {server}");
+        }
+        *self.shared.server.lock().unwrap() = server;
+        self.rebind().await
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }
 }
 
 async fn new_flow(shared: &Arc<Shared>, client: SocketAddr) -> Result<Flow> {
-    let upstream = Arc::new(UdpSocket::bind((shared.server.ip(), 0)).await?);
-    upstream.connect(shared.server).await?;
+    let server = *shared.server.lock().unwrap();
+    let upstream = Arc::new(UdpSocket::bind((server.ip(), 0)).await?);
+    upstream.connect(server).await?;
     let task = tokio::spawn(relay_down(shared.clone(), upstream.clone(), client));
     Ok(Flow { upstream, task })
 }
@@ -183,7 +219,13 @@ async fn relay_up(shared: Arc<Shared>) {
             },
         };
         shared.counters.up.fetch_add(1, Ordering::Relaxed);
-        let _ = upstream.send(&buf[..n]).await;
+        let due = shared.faults.lock().unwrap().due();
+        match due {
+            Some(due) => delay(&shared, due, Dest::Up(upstream), &buf[..n]),
+            None => {
+                let _ = upstream.send(&buf[..n]).await;
+            }
+        }
     }
 }
 
@@ -203,7 +245,93 @@ async fn relay_down(shared: Arc<Shared>, upstream: Arc<UdpSocket>, client: Socke
             continue;
         }
         shared.counters.down.fetch_add(1, Ordering::Relaxed);
-        let _ = shared.listen.send_to(&buf[..n], client).await;
+        let due = shared.faults.lock().unwrap().due();
+        match due {
+            Some(due) => delay(&shared, due, Dest::Down(client), &buf[..n]),
+            None => {
+                let _ = shared.listen.send_to(&buf[..n], client).await;
+            }
+        }
+    }
+}
+
+/// Packets held back at most (a slow link's queue; beyond it they drop).
+const MAX_DELAYED: usize = 10_000;
+
+impl Faults {
+    /// When a packet relayed now is due, if the link is delayed.
+    fn due(&mut self) -> Option<tokio::time::Instant> {
+        if self.delay.is_zero() && self.jitter.is_zero() {
+            return None;
+        }
+        let j = self.jitter.as_micros() as i64;
+        let offset = if j > 0 {
+            self.roll(0); // advance the generator
+            (self.rng >> 11) as i64 % (2 * j + 1) - j
+        } else {
+            0
+        };
+        let micros = (self.delay.as_micros() as i64 + offset).max(0) as u64;
+        Some(tokio::time::Instant::now() + std::time::Duration::from_micros(micros))
+    }
+}
+
+enum Dest {
+    Up(Arc<UdpSocket>),
+    Down(SocketAddr),
+}
+
+struct Delayed {
+    due: tokio::time::Instant,
+    dest: Dest,
+    data: Vec<u8>,
+}
+
+fn delay(shared: &Shared, due: tokio::time::Instant, dest: Dest, data: &[u8]) {
+    let item = Delayed {
+        due,
+        dest,
+        data: data.to_vec(),
+    };
+    if shared.delayed.try_send(item).is_err() {
+        shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends each held packet when it is due, earliest first (equal times in
+/// arrival order).
+async fn run_delayer(listen: Arc<UdpSocket>, mut rx: tokio::sync::mpsc::Receiver<Delayed>) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut heap: BinaryHeap<Reverse<(tokio::time::Instant, u64)>> = BinaryHeap::new();
+    let mut items: HashMap<u64, Delayed> = HashMap::new();
+    let mut n = 0u64;
+    loop {
+        let next = heap.peek().map(|Reverse((due, _))| *due);
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(d) => {
+                    n += 1;
+                    heap.push(Reverse((d.due, n)));
+                    items.insert(n, d);
+                }
+                None => return,
+            },
+            _ = async { tokio::time::sleep_until(next.unwrap()).await }, if next.is_some() => {
+                while let Some(Reverse((due, k))) = heap.peek().copied() {
+                    if due > tokio::time::Instant::now() {
+                        break;
+                    }
+                    heap.pop();
+                    if let Some(d) = items.remove(&k) {
+                        let _ = match d.dest {
+                            Dest::Up(u) => u.send(&d.data).await,
+                            Dest::Down(c) => listen.send_to(&d.data, c).await,
+                        };
+                    }
+                }
+            }
+        }
     }
 }
 

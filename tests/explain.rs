@@ -386,8 +386,9 @@ fn unknown_text_is_not_guessed() {
 
 #[test]
 fn near_misses_are_offered_ranked_but_not_claimed() {
-    // Half a message: not a match, but the right entry should rank first.
-    let (code, v) = explain_json("connection reset");
+    // The message's words, not its text (a fragment of the text would match):
+    // not a match, but the right entry should rank first.
+    let (code, v) = explain_json("connection was reset by the peer");
     assert_eq!(code, 1);
     assert!(v["matches"].as_array().unwrap().is_empty());
     let c = v["candidates"].as_array().unwrap();
@@ -396,7 +397,7 @@ fn near_misses_are_offered_ranked_but_not_claimed() {
     let scores: Vec<f64> = c.iter().map(|x| x["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
-    let out = abide(&["explain", "connection", "reset"], None);
+    let out = abide(&["explain", "connection", "was", "reset", "by", "the", "peer"], None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("nearest known ones"), "{text}");
     assert!(text.contains("ssh-connection-reset"), "{text}");

@@ -13,11 +13,11 @@ use anyhow::{bail, Context, Result};
 use tokio::sync::mpsc;
 
 use crate::client::banner::Screen;
-use crate::client::connector::Connector;
+use crate::client::connector::{timing_for, Connector};
 use crate::client::escape::{Action, EscapeReader};
 use crate::client::tty;
 use crate::proto::frame::{Down, Target, WinSize};
-use crate::proto::policy::{self, AttemptId, Choice, ConnectError, LinkPolicy, Transport};
+use crate::proto::policy::{self, AttemptId, Choice, ConnectError, LinkPolicy};
 use crate::proto::resume::{ClientCore, Event, Timing};
 use crate::transport::framed::Link;
 
@@ -34,26 +34,6 @@ pub enum Outcome {
     Detached { name: String },
     Exited { name: String, code: i32 },
     Quit { name: String },
-}
-
-impl Outcome {
-    /// Prints what happened (on the restored terminal) and returns the exit code.
-    pub fn report(&self) -> i32 {
-        match self {
-            Outcome::Detached { name } => {
-                eprintln!("[detached from session '{name}']");
-                0
-            }
-            Outcome::Exited { name, code } => {
-                eprintln!("[session '{name}' exited with status {code}]");
-                *code
-            }
-            Outcome::Quit { name } => {
-                eprintln!("[abide quit; session '{name}' keeps running: abide attach {name}]");
-                0
-            }
-        }
-    }
 }
 
 type AttemptResult = (AttemptId, Result<Link, ConnectError>);
@@ -78,14 +58,6 @@ impl Drop for Links {
         for (_, t) in self.running.drain() {
             t.abort();
         }
-    }
-}
-
-fn timing_for(t: Transport) -> Timing {
-    match t {
-        Transport::Quic => Timing::QUIC,
-        Transport::Ssh => Timing::SSH,
-        Transport::Local => Timing::LOCAL,
     }
 }
 
@@ -187,17 +159,27 @@ impl Links {
         }
     }
 
-    fn frame_arrived(&mut self, core: &mut ClientCore, frame: Result<Option<bytes::BytesMut>>) {
+    /// A frame (or the end) from the current link; `seen` looks at each
+    /// frame before the core takes it (the predictive echo does).
+    fn frame_arrived(
+        &mut self,
+        core: &mut ClientCore,
+        frame: Result<Option<bytes::BytesMut>>,
+        seen: impl FnOnce(&Down),
+    ) {
         let now = Instant::now();
         match frame {
             Ok(Some(body)) => match crate::proto::frame::decode::<Down>(&body) {
-                Ok(f) => match core.on_frame(f, now) {
-                    Ok(()) => self.policy.heard(now),
-                    Err(e) => {
-                        tracing::warn!("protocol error, reconnecting: {e}");
-                        self.broken(core);
+                Ok(f) => {
+                    seen(&f);
+                    match core.on_frame(f, now) {
+                        Ok(()) => self.policy.heard(now),
+                        Err(e) => {
+                            tracing::warn!("protocol error, reconnecting: {e}");
+                            self.broken(core);
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     tracing::warn!("bad frame, reconnecting: {e}");
                     self.broken(core);
@@ -271,7 +253,7 @@ async fn first_attach(links: &mut Links, core: &mut ClientCore) -> Result<()> {
         let (policy_at, core_at) = (links.policy.poll_timeout(), core.poll_timeout());
         tokio::select! {
             Some(r) = links.results.recv() => links.finished(r),
-            frame = next_frame(&mut links.current) => links.frame_arrived(core, frame),
+            frame = next_frame(&mut links.current) => links.frame_arrived(core, frame, |_| {}),
             _ = sleep_until_opt(policy_at) => {
                 links.policy.handle_timeout(Instant::now());
             }
@@ -322,6 +304,10 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
         use std::io::Read;
+        let typed = tty::take_typeahead();
+        if !typed.is_empty() && tx.blocking_send(typed).is_err() {
+            return;
+        }
         let mut stdin = std::io::stdin().lock();
         let mut buf = [0u8; 4096];
         loop {
@@ -481,7 +467,12 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
     } = io;
     let mut write_terminal = move |b: &[u8]| output(b);
     let mut escape = EscapeReader::default();
-    let mut screen = Screen::new(size);
+    let mut screen = if terminal {
+        Screen::for_terminal(size)
+    } else {
+        Screen::new(size)
+    };
+    let mut predict = crate::client::predict_overlay::PredictOverlay::default();
     let mut lost_since: Option<Instant> = None;
     let mut banner_tick = tokio::time::interval(Duration::from_millis(500));
     let mut watch_tick = tokio::time::interval(Duration::from_secs(1));
@@ -499,6 +490,7 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             links.core_saw(&ev);
             match ev {
                 Event::Write(bytes) => {
+                    predict.hide(&mut out, screen.model());
                     screen.output(&mut out, &bytes);
                     if let Some(t) = tap.as_mut() {
                         t(&bytes);
@@ -529,6 +521,14 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                     write_terminal(&out)?;
                     bail!("{message}");
                 }
+                Event::Away(summary) => {
+                    if let Some(text) =
+                        crate::client::away::announcement(&summary).filter(|_| terminal)
+                    {
+                        screen.show(&mut out, &text);
+                        notice_until = Some(Instant::now() + Duration::from_secs(6));
+                    }
+                }
             }
         }
         // The core's events may have queued policy actions (new attempts).
@@ -558,6 +558,8 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             notice_until = None;
             screen.hide(&mut out);
         }
+        let wrote = !out.is_empty();
+        predict.render(&mut out, screen.model(), wrote);
         if !out.is_empty() {
             write_terminal(&out)?;
             out.clear();
@@ -570,7 +572,10 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             Some(data) = stdin.recv() => {
                 for action in escape.feed(&data) {
                     match action {
-                        Action::Send(bytes) => core.user_input(&bytes),
+                        Action::Send(bytes) => {
+                            core.user_input(&bytes);
+                            predict.keys(&bytes, core.last_input_seq(), screen.model());
+                        }
                         Action::Detach => {
                             if links.current.is_some() && lost_since.is_none() {
                                 core.detach();
@@ -582,7 +587,9 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                     }
                 }
             }
-            frame = next_frame(&mut links.current) => links.frame_arrived(&mut core, frame),
+            frame = next_frame(&mut links.current) => {
+                links.frame_arrived(&mut core, frame, |f| predict.frame(f));
+            }
             Some(r) = links.results.recv() => links.finished(r),
             _ = sleep_until_opt(policy_at) => {
                 links.policy.handle_timeout(Instant::now());
@@ -597,6 +604,8 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                 }
             }
             _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
+            _ = async { tokio::time::sleep_until(predict.poll_timeout().unwrap().into()).await },
+                if predict.poll_timeout().is_some() => {}
             Some(text) = next_notice(&mut notices) => {
                 if terminal {
                     screen.hide(&mut out);
@@ -608,6 +617,7 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             _ = next_signal(&mut winch) => {
                 let size = tty::size();
                 screen.resize(size);
+                predict.resized();
                 core.resize(size);
             }
             _ = next_signal(&mut term) => bail!("terminated by SIGTERM"),

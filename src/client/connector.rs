@@ -5,7 +5,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::proto::policy::{Config, ConnectError, Transport};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::proto::policy::{Action, AttemptId, Config, ConnectError, LinkPolicy, Transport};
+use crate::proto::resume::Timing;
 use crate::transport::framed::Link;
 
 pub type DialFuture = Pin<Box<dyn Future<Output = Result<Link, ConnectError>> + Send>>;
@@ -26,6 +31,76 @@ pub trait Connector: Send + Sync {
     /// The hint for the current network (after [`network`](Self::network) changed).
     fn hint(&self) -> Option<Transport> {
         None
+    }
+}
+
+/// Liveness timing for a link over `t`.
+pub fn timing_for(t: Transport) -> Timing {
+    match t {
+        Transport::Quic => Timing::QUIC,
+        Transport::Ssh => Timing::SSH,
+        Transport::Local => Timing::LOCAL,
+    }
+}
+
+/// One link, made as the session driver makes them (the link policy races
+/// the transports, typed failures decide fallbacks), for followers such as
+/// `abide watch` that reconnect on their own.
+pub async fn connect_once(
+    connector: &Arc<dyn Connector>,
+) -> Result<(Link, Transport), ConnectError> {
+    let mut policy = LinkPolicy::new(connector.config(), Instant::now());
+    policy.connect(Instant::now());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut aborts = HashMap::new();
+    let mut ready: HashMap<AttemptId, Link> = HashMap::new();
+    loop {
+        while let Some(action) = policy.poll_action() {
+            match action {
+                Action::Start {
+                    id,
+                    transport,
+                    interactive,
+                } => {
+                    let dial = connector.dial(transport, interactive);
+                    let h = tasks.spawn(async move { (id, dial.await) });
+                    aborts.insert(id, h);
+                }
+                Action::Cancel { id } => {
+                    if let Some(h) = aborts.remove(&id) {
+                        h.abort();
+                    }
+                    ready.remove(&id);
+                }
+                Action::Adopt { id, transport } => {
+                    if let Some(link) = ready.remove(&id) {
+                        return Ok((link, transport));
+                    }
+                }
+                Action::Remember(t) => connector.remember(t),
+                Action::Notice(_) => {}
+                Action::GiveUp(e) => return Err(e),
+            }
+        }
+        let at = policy.poll_timeout();
+        tokio::select! {
+            Some(done) = tasks.join_next() => {
+                let Ok((id, result)) = done else { continue };
+                if aborts.remove(&id).is_none() {
+                    continue;
+                }
+                match result {
+                    Ok(link) => {
+                        ready.insert(id, link);
+                        policy.attempt_succeeded(id, Instant::now());
+                    }
+                    Err(e) => policy.attempt_failed(id, e, Instant::now()),
+                }
+            }
+            _ = async { tokio::time::sleep_until(at.unwrap().into()).await }, if at.is_some() => {
+                policy.handle_timeout(Instant::now());
+            }
+        }
     }
 }
 

@@ -2,9 +2,15 @@
 //! that keeps one session shown across any number of links.
 
 pub mod attach;
+pub mod away;
 pub mod banner;
 pub mod connector;
+pub mod deploy;
 pub mod escape;
+pub mod first_minute;
+pub mod predict_overlay;
 pub mod remote;
 pub mod transport_memory;
+pub mod terminal_contract;
+pub mod watch;
 pub mod tty;

@@ -9,6 +9,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::cli::RemoteOpts;
 use crate::client::connector::{Connector, DialFuture};
+use crate::client::deploy::{self, Bootstrapped};
 use crate::client::transport_memory::{network_of, TransportMemory};
 use crate::proto::policy::{Choice, Config, ConnectError, Transport};
 use crate::server::bootstrap::ConnectLine;
@@ -24,7 +25,7 @@ pub fn ssh_argv(opts: &RemoteOpts) -> Result<Vec<String>> {
     if argv.is_empty() {
         bail!("--ssh is empty");
     }
-    Ok(argv)
+    Ok(crate::client::first_minute::with_connect_timeout(argv))
 }
 
 /// The host part of `user@host` (for the UDP address when ssh does not tell us).
@@ -109,13 +110,15 @@ pub struct BootstrapSpec<'a> {
     pub command: &'a [String],
     /// Fail instead of creating when the named session does not exist.
     pub existing_only: bool,
+    /// A grant for `abide watch`, no session.
+    pub watch: bool,
 }
 
 pub async fn bootstrap(
     opts: &RemoteOpts,
     dest: &str,
     spec: &BootstrapSpec<'_>,
-) -> Result<ConnectLine> {
+) -> Result<Bootstrapped> {
     let mut words = vec![opts.server.clone(), "server".into(), "--bootstrap".into()];
     if let Some(p) = &opts.udp_ports {
         words.extend(["--udp-ports".into(), p.clone()]);
@@ -126,12 +129,18 @@ pub async fn bootstrap(
     if spec.existing_only {
         words.push("--existing".into());
     }
+    if spec.watch {
+        words.push("--watch".into());
+    }
     for (k, v) in crate::commands::client_env() {
         words.extend(["--env".into(), format!("{k}={v}")]);
     }
     if !spec.command.is_empty() {
         words.push("--".into());
         words.extend(spec.command.iter().cloned());
+    }
+    if deploy::applies(opts) {
+        return deploy::bootstrap(opts, dest, &words[1..], &deploy::Binaries::installed()).await;
     }
     let remote_cmd = words
         .iter()
@@ -148,6 +157,7 @@ pub async fn bootstrap(
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run {:?}", argv[0]))?;
     let stdout = child.stdout.take().expect("piped");
@@ -170,7 +180,11 @@ pub async fn bootstrap(
             tokio::spawn(async move {
                 let _ = child.wait().await;
             });
-            return found;
+            return found.map(|line| Bootstrapped {
+                line,
+                server: opts.server.clone(),
+                uploaded: None,
+            });
         }
         if seen.len() < 64 * 1024 {
             seen.push_str(&l);

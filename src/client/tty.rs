@@ -1,14 +1,24 @@
-//! Raw mode that is restored on every way out: drop, signal, panic.
+//! Raw mode that is restored on every way out: drop, signal, panic. Entering
+//! it records what the attach contract needs (`terminal_contract`); leaving
+//! writes what puts the terminal back as it was found.
 
 use std::io::IsTerminal;
 
 use anyhow::{bail, Result};
 
+use crate::client::terminal_contract;
 use crate::proto::frame::WinSize;
 
 pub struct RawMode(());
 
 static RAW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Keys read while waiting for the cursor report: the program's input.
+static TYPEAHEAD: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// What was typed while the terminal was being queried at attach.
+pub fn take_typeahead() -> Vec<u8> {
+    std::mem::take(&mut *TYPEAHEAD.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
 /// For error paths that leave without unwinding through a `RawMode`.
 pub fn restore_if_raw() {
@@ -25,28 +35,27 @@ impl RawMode {
         crossterm::terminal::enable_raw_mode()?;
         RAW.store(true, std::sync::atomic::Ordering::SeqCst);
         install_panic_hook();
+        let (cursor, typed) = terminal_contract::query_cursor(terminal_contract::DSR_TIMEOUT);
+        terminal_contract::record(terminal_contract::Recorded { cursor });
+        *TYPEAHEAD.lock().unwrap_or_else(|e| e.into_inner()) = typed;
         Ok(RawMode(()))
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        RAW.store(false, std::sync::atomic::Ordering::SeqCst);
-        restore();
+        restore_if_raw();
     }
 }
 
-/// Puts the terminal back: cooked mode, attributes reset, cursor visible.
+/// Puts the terminal back as the attach found it (see `terminal_contract`),
+/// in cooked mode, with the cursor on a fresh line.
 pub fn restore() {
-    let _ = crossterm::terminal::disable_raw_mode();
     use std::io::Write;
     let mut out = std::io::stdout();
-    // Leave modes a program may have set (mouse, bracketed paste, app cursor)
-    // so the user's shell is usable again.
-    let _ = out.write_all(
-        b"\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>",
-    );
+    let _ = out.write_all(&terminal_contract::leave());
     let _ = out.flush();
+    let _ = crossterm::terminal::disable_raw_mode();
 }
 
 fn install_panic_hook() {
@@ -54,7 +63,7 @@ fn install_panic_hook() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            restore();
+            restore_if_raw();
             default(info);
         }));
     });
@@ -66,7 +75,7 @@ pub fn is_tty() -> bool {
 
 pub fn size() -> WinSize {
     match crossterm::terminal::size() {
-        Ok((cols, rows)) if cols > 0 && rows > 0 => WinSize { rows, cols },
+        Ok((cols, rows)) if cols > 0 && rows > 0 => WinSize { rows, cols }.clamped(),
         _ => WinSize::default(),
     }
 }

@@ -65,6 +65,11 @@ pub async fn run(args: DemoArgs) -> Result<i32> {
     let rt = dir.path().to_path_buf();
     let total_secs = 6 + args.blackhole_s + 5 + args.loss_s + 4 + 6;
     let exe = std::env::current_exe().context("cannot find abide")?;
+    // With --delay-ms: a shell to type into over the slow link, no faults.
+    let program = match args.delay_ms {
+        0 => program(total_secs),
+        _ => "exec \"${SHELL:-sh}\" -i".to_string(),
+    };
     let out = tokio::process::Command::new(&exe)
         .args([
             "server",
@@ -74,7 +79,7 @@ pub async fn run(args: DemoArgs) -> Result<i32> {
             "--",
             "sh",
             "-c",
-            &program(total_secs),
+            &program,
         ])
         .env("ABIDE_RUNTIME_DIR", &rt)
         .output()
@@ -113,7 +118,15 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
     let t2 = tally.clone();
     let interactive = tty::is_tty();
 
-    let script = {
+    proxy.delay(Duration::from_millis(args.delay_ms), Duration::ZERO);
+    let script = if args.delay_ms > 0 {
+        let ms = args.delay_ms;
+        tokio::spawn(async move {
+            let _ = notice_tx
+                .send(format!("abide demo: every packet waits {ms} ms each way (round trip {} ms); type: predicted keys show underlined at once. Ctrl-^ . quits", 2 * ms))
+                .await;
+        })
+    } else {
         let proxy = proxy.clone();
         let (b, pct, loss_s) = (args.blackhole_s, args.loss_pct, args.loss_s);
         tokio::spawn(async move {
@@ -199,6 +212,8 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
         } else {
             1
         }),
-        other => Ok(other.report()),
+        other => Ok(crate::client::terminal_contract::farewell(&other, |n| {
+            n.to_string()
+        })),
     }
 }

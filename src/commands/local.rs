@@ -5,9 +5,10 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use crate::cli::{KillArgs, LsArgs, NewArgs};
-use crate::client::{attach, connector, tty};
+use crate::client::{attach, connector, terminal_contract, tty};
 use crate::paths;
-use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionInfo, Target, Up};
+use crate::proto::attention::{State, Summary};
+use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionEntry, Target, Up};
 use crate::server::launch;
 
 /// Environment a new session takes from the client that creates it.
@@ -66,15 +67,21 @@ pub async fn attach_local(target: Target) -> Result<i32> {
         }),
     });
     let outcome = attach::run(conn, target).await?;
-    Ok(outcome.report())
+    Ok(terminal_contract::farewell(&outcome, |n| n.to_string()))
 }
 
 pub async fn new(args: NewArgs) -> Result<i32> {
     if let Some(n) = &args.name {
         crate::server::daemon::validate_name(n).map_err(anyhow::Error::msg)?;
     }
+    let expire = args
+        .expire
+        .as_deref()
+        .map(crate::server::attention::parse_duration)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let spec = new_session(args.name, args.command);
-    if !args.detached {
+    if !args.detached && expire.is_none() {
         return attach_local(Target::Create(spec)).await;
     }
     // Detached: create through a short attach, then detach at once.
@@ -94,12 +101,63 @@ pub async fn new(args: NewArgs) -> Result<i32> {
         .expect("a daemon was started");
     match reply {
         Down::Attached(a) => {
+            if let Some((code, said)) = exited_at_once(&mut link).await {
+                let said = String::from_utf8_lossy(&said);
+                let said = said.trim();
+                bail!(
+                    "session '{}' {} at once{}",
+                    a.name,
+                    terminal_contract::describe_exit(code),
+                    if said.is_empty() {
+                        " (it printed nothing)".to_string()
+                    } else {
+                        format!("; it printed:\n{said}")
+                    }
+                );
+            }
             link.tx.send(&Up::Detach).await?;
+            if let Some(after) = expire {
+                let req = Request::Expire {
+                    name: a.name.clone(),
+                    after_secs: Some(after.as_secs().max(1)),
+                };
+                match control(req).await? {
+                    Some(Down::Done) => {}
+                    Some(Down::Error { message, .. }) => bail!("{message}"),
+                    other => bail!("unexpected reply from the daemon: {other:?}"),
+                }
+            }
+            if !args.detached {
+                return attach_local(Target::Existing(Some(a.name))).await;
+            }
             eprintln!("abide: started session '{}'", a.name);
             Ok(0)
         }
         Down::Error { message, .. } => bail!("{message}"),
         other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+/// How long `new -d` watches a new session before saying it started: a
+/// program that exits at once would otherwise vanish unseen.
+const EXIT_WATCH: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The exit code and the last output (at most 2 kB) of a session that ends
+/// within [`EXIT_WATCH`].
+async fn exited_at_once(link: &mut crate::transport::framed::Link) -> Option<(i32, Vec<u8>)> {
+    let deadline = tokio::time::Instant::now() + EXIT_WATCH;
+    let mut said = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, link.rx.next::<Down>()).await {
+            Ok(Ok(Some(Down::Exited { code }))) => return Some((code, said)),
+            Ok(Ok(Some(Down::Output { data, .. }))) => {
+                said.extend_from_slice(&data);
+                let cut = said.len().saturating_sub(2048);
+                said.drain(..cut);
+            }
+            Ok(Ok(Some(_))) => {}
+            _ => return None,
+        }
     }
 }
 
@@ -110,12 +168,28 @@ async fn control(req: Request) -> Result<Option<Down>> {
         .map(|(_, down)| down))
 }
 
-pub async fn list_local() -> Result<Vec<SessionInfo>> {
-    match control(Request::List).await? {
+pub async fn list_local() -> Result<Vec<SessionEntry>> {
+    match control(Request::ListAttention).await? {
         None => Ok(Vec::new()),
-        Some(Down::Sessions(s)) => Ok(s),
+        Some(Down::SessionList(s)) => Ok(s),
         Some(Down::Error { message, .. }) => bail!("{message}"),
         Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+/// An entry with nothing known about attention (a peer that does not say).
+pub fn plain_entry(info: crate::proto::frame::SessionInfo) -> SessionEntry {
+    SessionEntry {
+        info,
+        attention: Summary {
+            state: State::Running,
+            bells: 0,
+            notifications: 0,
+            last_notification: None,
+            title: None,
+        },
+        detached_since: None,
+        expire_after: None,
     }
 }
 
@@ -125,16 +199,25 @@ pub async fn ls(args: LsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn print_sessions(sessions: &[SessionInfo], json: bool) -> Result<()> {
+pub fn print_sessions(sessions: &[SessionEntry], json: bool) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     if json {
         let v: Vec<serde_json::Value> = sessions
             .iter()
-            .map(|s| {
-                serde_json::json!({
+            .map(|e| {
+                let s = &e.info;
+                let mut v = serde_json::json!({
                     "name": s.name, "id": s.id.to_string(), "command": s.command, "pid": s.pid,
                     "created": s.created, "last_output": s.last_output, "clients": s.clients,
                     "rows": s.size.rows, "cols": s.size.cols, "output_bytes": s.output_bytes,
-                })
+                });
+                if let Some(m) = v.as_object_mut() {
+                    m.extend(crate::client::away::json_fields(e, now));
+                }
+                v
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -144,29 +227,32 @@ pub fn print_sessions(sessions: &[SessionInfo], json: bool) -> Result<()> {
         println!("no sessions");
         return Ok(());
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     println!(
-        "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}",
-        "NAME", "COMMAND", "PID", "CREATED", "LAST OUTPUT", "CLIENTS", "SIZE"
+        "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}  {:<9} STATE",
+        "NAME", "COMMAND", "PID", "CREATED", "LAST OUTPUT", "CLIENTS", "SIZE", "DETACHED"
     );
-    for s in sessions {
+    for e in sessions {
+        let s = &e.info;
         let cmd: String = s.command.join(" ").chars().take(24).collect();
         let last = s
             .last_output
             .map(|t| ago(now, t))
             .unwrap_or_else(|| "-".into());
+        let detached = match (s.clients, e.detached_since) {
+            (0, Some(t)) => crate::proto::attention::duration(now.saturating_sub(t)),
+            _ => "-".into(),
+        };
         println!(
-            "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}",
+            "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}  {:<9} {}",
             s.name,
             cmd,
             s.pid,
             ago(now, s.created),
             last,
             s.clients,
-            format!("{}x{}", s.size.cols, s.size.rows)
+            format!("{}x{}", s.size.cols, s.size.rows),
+            detached,
+            crate::client::away::state_column(&e.attention, s.last_output, now),
         );
     }
     Ok(())

@@ -1,9 +1,11 @@
 //! What each subcommand does, on top of the library pieces.
 
 mod demo;
+mod docs;
 mod local;
 mod remote;
 mod server;
+mod watch;
 
 pub use local::client_env;
 
@@ -12,11 +14,14 @@ use anyhow::{Context, Result};
 use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<i32> {
+    crate::client::predict_overlay::set_mode(cli.connect.remote.predict.into());
     match cli.command {
         // Synchronous commands that need no runtime.
         Some(Command::Explain(a)) => crate::doctor::run_explain(a),
         Some(Command::Doctor(a)) => crate::doctor::run_doctor(a),
         Some(Command::Server(a)) if a.daemon => server::daemon(),
+        Some(Command::Completions(a)) => docs::completions(a),
+        Some(Command::Man) => docs::man(),
         cmd => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -26,12 +31,25 @@ pub fn run(cli: Cli) -> Result<i32> {
             rt.block_on(async move {
                 match cmd {
                     Some(Command::New(a)) => local::new(a).await,
-                    Some(Command::Attach(a)) => remote::attach(a, cli.connect.remote).await,
-                    Some(Command::Ls(a)) => remote::ls(a, cli.connect.remote).await,
-                    Some(Command::Kill(a)) => remote::kill(a, cli.connect.remote).await,
+                    Some(Command::Attach(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::attach(a, opts).await
+                    }
+                    Some(Command::Ls(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::ls(a, opts).await
+                    }
+                    Some(Command::Kill(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::kill(a, opts).await
+                    }
                     Some(Command::KillServer) => local::kill_server().await,
                     Some(Command::Server(a)) => server::run(a).await,
                     Some(Command::Demo(a)) => demo::run(a).await,
+                    Some(Command::Watch(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        watch::run(a, opts).await
+                    }
                     None => match cli.connect.destination {
                         Some(_) => remote::open(cli.connect).await,
                         None => {
@@ -40,7 +58,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                             Ok(2)
                         }
                     },
-                    Some(Command::Explain(_)) | Some(Command::Doctor(_)) => unreachable!(),
+                    Some(Command::Explain(_))
+                    | Some(Command::Doctor(_))
+                    | Some(Command::Completions(_))
+                    | Some(Command::Man) => unreachable!(),
                 }
             })
         }

@@ -8,7 +8,7 @@ use super::local;
 use crate::cli::{AttachArgs, ConnectArgs, KillArgs, LsArgs, RemoteOpts};
 use crate::client::attach;
 use crate::client::remote::{self as r, BootstrapSpec};
-use crate::proto::frame::{SessionInfo, Target, WinSize};
+use crate::proto::frame::{SessionEntry, SessionInfo, Target, WinSize};
 
 /// Where an `attach`/`kill` argument points.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,12 +48,23 @@ fn place(arg: Option<String>) -> Result<Place> {
     Ok(Place::Local(Some(arg)))
 }
 
+/// `--transport` as the link policy's choice.
+pub fn choice(t: crate::cli::TransportChoice) -> crate::proto::policy::Choice {
+    use crate::proto::policy::{Choice, Transport};
+    match t {
+        crate::cli::TransportChoice::Auto => Choice::Race,
+        crate::cli::TransportChoice::Udp => Choice::Only(Transport::Quic),
+        crate::cli::TransportChoice::Ssh => Choice::Only(Transport::Ssh),
+    }
+}
+
 async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> Result<i32> {
     // Refuse before the bootstrap, which would otherwise start a session for nobody.
     if !crate::client::tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
     }
-    let line = r::bootstrap(opts, host, &spec).await?;
+    let crate::client::deploy::Bootstrapped { line, server, .. } =
+        crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
     let addr = r::udp_addr(host, &line).await?;
     let target = crate::transport::quic::Target {
         addr,
@@ -64,23 +75,19 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     let ssh = crate::transport::ssh_stdio::SshTarget {
         ssh: r::ssh_argv(opts)?,
         dest: host.to_string(),
-        server: opts.server.clone(),
-    };
-    use crate::proto::policy::{Choice, Transport};
-    let choice = match opts.transport {
-        crate::cli::TransportChoice::Auto => Choice::Race,
-        crate::cli::TransportChoice::Udp => Choice::Only(Transport::Quic),
-        crate::cli::TransportChoice::Ssh => Choice::Only(Transport::Ssh),
+        server,
     };
     let conn = Arc::new(r::RemoteConnector::new(
         r::QuicConnector { target },
         ssh,
-        choice,
+        choice(opts.transport),
         host.to_string(),
         crate::client::transport_memory::TransportMemory::default_location(),
     ));
     let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
-    Ok(outcome.report())
+    Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
+        format!("{host}:{n}")
+    }))
 }
 
 /// `abide [user@]host [-s NAME] [-- cmd...]`
@@ -90,8 +97,10 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
         session: args.session.as_deref(),
         command: &args.command,
         existing_only: false,
+        watch: false,
     };
-    open_remote(&args.remote, &host, spec).await
+    let opts = args.remote.clone().resolve(&Default::default());
+    open_remote(&opts, &host, spec).await
 }
 
 pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
@@ -111,6 +120,7 @@ pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
                 session: session.as_deref(),
                 command: &[],
                 existing_only: true,
+                watch: false,
             };
             open_remote(&opts, &host, spec).await
         }
@@ -121,8 +131,7 @@ pub async fn ls(args: LsArgs, opts: RemoteOpts) -> Result<i32> {
     let Some(host) = args.host else {
         return local::ls(args).await;
     };
-    let cmd = format!("{} ls --json", r::sh_quote(&opts.server));
-    let out = r::run_ssh(&opts, &host, &cmd).await?;
+    let out = crate::client::deploy::run_abide(&opts, &host, &["ls", "--json"]).await?;
     if !out.status.success() {
         return Err(r::ssh_failure(&opts, &host, &out));
     }
@@ -132,28 +141,34 @@ pub async fn ls(args: LsArgs, opts: RemoteOpts) -> Result<i32> {
             out.stdout.trim()
         )
     })?;
-    let sessions: Vec<SessionInfo> = v
+    let sessions: Vec<SessionEntry> = v
         .iter()
-        .map(|s| SessionInfo {
-            id: s["id"].as_str().and_then(|i| i.parse().ok()).unwrap_or(0),
-            name: s["name"].as_str().unwrap_or("?").to_string(),
-            command: s["command"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            pid: s["pid"].as_u64().unwrap_or(0) as u32,
-            created: s["created"].as_u64().unwrap_or(0),
-            last_output: s["last_output"].as_u64(),
-            clients: s["clients"].as_u64().unwrap_or(0) as u32,
-            size: WinSize {
-                rows: s["rows"].as_u64().unwrap_or(0) as u16,
-                cols: s["cols"].as_u64().unwrap_or(0) as u16,
-            },
-            output_bytes: s["output_bytes"].as_u64().unwrap_or(0),
+        .map(|s| {
+            let mut e = local::plain_entry(SessionInfo {
+                id: s["id"].as_str().and_then(|i| i.parse().ok()).unwrap_or(0),
+                name: s["name"].as_str().unwrap_or("?").to_string(),
+                command: s["command"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                pid: s["pid"].as_u64().unwrap_or(0) as u32,
+                created: s["created"].as_u64().unwrap_or(0),
+                last_output: s["last_output"].as_u64(),
+                clients: s["clients"].as_u64().unwrap_or(0) as u32,
+                size: WinSize {
+                    rows: s["rows"].as_u64().unwrap_or(0) as u16,
+                    cols: s["cols"].as_u64().unwrap_or(0) as u16,
+                },
+                output_bytes: s["output_bytes"].as_u64().unwrap_or(0),
+            });
+            e.attention = crate::client::away::summary_from_json(s);
+            e.detached_since = s["detached_since"].as_u64();
+            e.expire_after = s["expire_after"].as_u64();
+            e
         })
         .collect();
     local::print_sessions(&sessions, args.json)?;
@@ -167,8 +182,7 @@ pub async fn kill(args: KillArgs, opts: RemoteOpts) -> Result<i32> {
             host,
             session: Some(name),
         } => {
-            let cmd = format!("{} kill {}", r::sh_quote(&opts.server), r::sh_quote(&name));
-            let out = r::run_ssh(&opts, &host, &cmd).await?;
+            let out = crate::client::deploy::run_abide(&opts, &host, &["kill", &name]).await?;
             if out.status.success() {
                 Ok(0)
             } else if out.status.code() == Some(1) && out.stderr.contains("abide:") {

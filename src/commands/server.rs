@@ -18,7 +18,19 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
         return crate::server::bootstrap::run(args).await;
     }
     if args.stdio {
-        return crate::server::stdio::run().await;
+        if let Some(name) = args.session.clone() {
+            if crate::server::stdio::forced_bootstrap() {
+                // A forced command standing in for the client's bootstrap:
+                // a grant for NAME, which must exist, and nothing else.
+                let mut args = args;
+                (args.stdio, args.bootstrap, args.existing, args.new) = (false, true, true, false);
+                args.session = Some(name);
+                args.command.clear();
+                args.env.clear();
+                return crate::server::bootstrap::run(args).await;
+            }
+        }
+        return crate::server::stdio::run(args.session.clone()).await;
     }
     if args.probe_udp {
         return probe_udp(args).await;

@@ -26,6 +26,9 @@ pub struct Template {
     pub specificity: usize,
     /// The template's literal words, for ranking near misses.
     words: HashSet<String>,
+    /// The literal runs between placeholders, lower-cased, single-spaced:
+    /// what a pasted fragment of the message is looked up in.
+    literals: Vec<String>,
 }
 
 /// Templates are simple enough for a small backtracking matcher, which avoids
@@ -57,6 +60,7 @@ impl Template {
         }
         let mut tokens = Vec::new();
         let mut literal = String::new();
+        let mut literals = Vec::new();
         let mut rest = body;
         while !rest.is_empty() {
             if let Some(after) = rest.strip_prefix('{') {
@@ -65,12 +69,17 @@ impl Template {
                     .ok_or_else(|| "unclosed '{' in template".to_string())?;
                 tokens.push(placeholder(&after[..end])?);
                 literal.push(' ');
+                literals.push(String::new());
                 rest = &after[end + 1..];
             } else {
                 let end = rest.find('{').unwrap_or(rest.len());
                 let chunk = &rest[..end];
                 push_literal(&mut tokens, chunk);
                 literal.push_str(chunk);
+                match literals.last_mut() {
+                    Some(l) => l.push_str(chunk),
+                    None => literals.push(chunk.to_string()),
+                }
                 rest = &rest[end..];
             }
         }
@@ -86,7 +95,14 @@ impl Template {
             anchored_end,
             specificity,
             words: words(&literal),
+            literals: literals.iter().map(|l| normalise(l)).collect(),
         })
+    }
+
+    /// Whether `fragment` (already [`normalise`]d) is part of the message's
+    /// literal text: "Broken pipe" is part of "send disconnect: Broken pipe".
+    pub fn contains_fragment(&self, fragment: &str) -> bool {
+        self.literals.iter().any(|l| l.contains(fragment))
     }
 
     pub fn is_match(&self, line: &str) -> bool {
@@ -168,6 +184,42 @@ fn words(text: &str) -> HashSet<String> {
         .collect()
 }
 
+/// Lower case, whitespace runs as one space, trimmed.
+fn normalise(text: &str) -> String {
+    text.split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The entry a short pasted fragment names, when no template matches it
+/// whole: the entry titled exactly so, else the entry with a message that
+/// contains the fragment and says least besides it (the fragment is most of
+/// that message), the first in kb.toml on a tie. A fragment needs two words
+/// and as much literal text as a template, so "error" alone names nothing.
+fn fragment_entry<'a>(kb: &'a [Entry], text: &str) -> Option<&'a Entry> {
+    let frag = normalise(text);
+    let letters = frag.chars().filter(|c| c.is_alphanumeric()).count();
+    if frag.split(' ').count() < 2 || letters < 6 || frag.len() > 200 {
+        return None;
+    }
+    let frag = frag
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '.')
+        .to_string();
+    if let Some(e) = kb.iter().find(|e| normalise(&e.title) == frag) {
+        return Some(e);
+    }
+    let mut best: Option<(&Entry, usize)> = None;
+    for e in kb {
+        for t in &e.patterns {
+            if t.contains_fragment(&frag) && best.is_none_or(|(_, s)| t.specificity < s) {
+                best = Some((e, t.specificity));
+            }
+        }
+    }
+    best.map(|(e, _)| e)
+}
+
 /// One input line, numbered from 1 as the user sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -246,6 +298,15 @@ pub fn scan<'a>(kb: &'a [Entry], text: &str) -> Vec<Finding<'a>> {
                     related: Vec::new(),
                 }),
             }
+        }
+    }
+    if let ([line], true) = (lines.as_slice(), found.is_empty()) {
+        if let Some(entry) = fragment_entry(kb, &line.text) {
+            found.push(Finding {
+                entry,
+                lines: vec![line.clone()],
+                related: Vec::new(),
+            });
         }
     }
     if found.is_empty() && lines.len() > 1 {
@@ -421,5 +482,31 @@ mod tests {
         let far = words("Host key verification failed");
         assert!(similarity(&line, &close) > 0.6);
         assert_eq!(similarity(&line, &far), 0.0);
+    }
+
+    /// Short fragments users paste name the entry they come from, including
+    /// the example in `abide explain --help`.
+    #[test]
+    fn short_fragments_match_the_entry_they_name() {
+        let kb = crate::doctor::kb::get().unwrap();
+        let id = |text: &str| scan(kb, text).first().map(|f| f.entry.id.clone());
+        assert_eq!(id("Broken pipe").as_deref(), Some("ssh-broken-pipe"));
+        assert_eq!(id("broken  pipe").as_deref(), Some("ssh-broken-pipe"));
+        assert_eq!(
+            id("Connection refused").as_deref(),
+            Some("ssh-connection-refused")
+        );
+        assert_eq!(
+            id("\"Connection refused\"").as_deref(),
+            Some("ssh-connection-refused")
+        );
+        assert_eq!(
+            id("Host key verification failed").as_deref(),
+            Some("ssh-host-key-verification-failed")
+        );
+        // One word, or words from no message, name nothing.
+        assert_eq!(id("error"), None);
+        assert_eq!(id("refused"), None);
+        assert_eq!(id("hello world"), None);
     }
 }

@@ -46,14 +46,51 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
     let secret = random::<32>();
     daemon.grants.lock().unwrap().insert(
         grant_id,
-        GrantEntry {
-            secret,
-            session_id: session.id,
-        },
+        GrantEntry::new(secret, session.id),
     );
     Ok(Grant {
         session_id: session.id,
         session_name: session.name.clone(),
+        port: ep.port,
+        fingerprint: ep.fingerprint.clone(),
+        grant_id,
+        secret,
+    })
+}
+
+/// Watch grants kept at once (each `abide watch HOST` makes one).
+const MAX_WATCH_GRANTS: usize = 16;
+
+/// In the daemon: a grant that names no session, for `abide watch HOST`.
+pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result<Grant, Refusal> {
+    let mut quic = daemon.quic.lock().await;
+    if quic.is_none() {
+        let ep = crate::transport::quic::ServerEndpoint::start(daemon.clone(), port_range)
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        *quic = Some(ep);
+    }
+    let ep = quic.as_ref().expect("endpoint just started");
+    let grant_id = random::<16>();
+    let secret = random::<32>();
+    let mut grants = daemon.grants.lock().unwrap();
+    // Watch grants belong to no session, so no session's end removes them:
+    // keep a bounded number, so clients that vanish leave nothing growing.
+    let watch: Vec<[u8; 16]> = grants
+        .iter()
+        .filter(|(_, g)| g.session_id == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in watch.iter().skip(MAX_WATCH_GRANTS - 1) {
+        grants.remove(id);
+    }
+    grants.insert(
+        grant_id,
+        GrantEntry::new(secret, 0),
+    );
+    drop(grants);
+    Ok(Grant {
+        session_id: 0,
+        session_name: "-".into(),
         port: ep.port,
         fingerprint: ep.fingerprint.clone(),
         grant_id,
@@ -107,7 +144,7 @@ impl ConnectLine {
         let version: u32 = f[1].parse().context("bootstrap line: version")?;
         if version != crate::proto::frame::PROTOCOL_VERSION {
             bail!(
-                "protocol version mismatch: the remote abide speaks {version}, this one speaks {}; install the same abide version on both ends",
+                "protocol version mismatch: the remote abide speaks {version}, this one speaks {}; leave out --server and --no-deploy so that abide installs its own version there, or install the same version on both ends",
                 crate::proto::frame::PROTOCOL_VERSION
             );
         }
@@ -168,15 +205,15 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
     };
     let rt = crate::paths::runtime_dir()?;
     let mut link = crate::server::launch::connect_or_start(&rt).await?;
-    let reply = crate::transport::unix::request(
-        &mut link,
-        Request::Grant(GrantRequest {
+    let request = match args.watch {
+        true => Request::GrantWatch { port_range },
+        false => Request::Grant(GrantRequest {
             target,
             create_missing,
             port_range,
         }),
-    )
-    .await?;
+    };
+    let reply = crate::transport::unix::request(&mut link, request).await?;
     let g = match reply {
         Down::Granted(g) => g,
         Down::Error { message, .. } => bail!("{message}"),

@@ -30,7 +30,11 @@ pub enum Peer {
     /// The Unix socket: only this user can reach it (directory 0700).
     Local,
     /// A QUIC connection: must prove a grant's secret over this exporter value.
-    Network { exporter: [u8; 32] },
+    /// `proved` is told when it has (the transport lifts its pre-proof limits).
+    Network {
+        exporter: [u8; 32],
+        proved: Option<tokio::sync::oneshot::Sender<()>>,
+    },
 }
 
 async fn refuse(tx: &mut FrameWriter, kind: ErrorKind, message: String) -> Result<()> {
@@ -68,13 +72,15 @@ pub async fn serve(
         }
     };
     let mut request = hello.request;
-    if let Peer::Network { exporter } = peer {
+    // Held while the channel lives: the grant does not expire in use.
+    let mut _grant_in_use = None;
+    if let Peer::Network { exporter, proved } = peer {
         // Nothing but attaching to the granted session, and only with a proof.
-        let grant = hello.auth.as_ref().and_then(|a| {
-            let g = daemon.grants.lock().unwrap().get(&a.grant_id).cloned()?;
-            crate::transport::quic::verify_proof(&g.secret, &exporter, &a.mac).then_some(g)
-        });
-        let Some(grant) = grant else {
+        let grant = hello
+            .auth
+            .as_ref()
+            .and_then(|a| daemon.use_grant(&a.grant_id, &exporter, &a.mac));
+        let Some(grant) = _grant_in_use.insert(grant) else {
             refuse(
                 &mut tx,
                 ErrorKind::AuthFailed,
@@ -83,8 +89,13 @@ pub async fn serve(
             .await?;
             bail!("network client failed authentication");
         };
+        if let Some(p) = proved {
+            let _ = p.send(());
+        }
         match &mut request {
             Request::Attach(a) => a.target = Target::Id(grant.session_id),
+            // Any grant is this user's, proven over ssh: it may watch.
+            Request::Watch(_) => {}
             _ => {
                 refuse(
                     &mut tx,
@@ -112,6 +123,21 @@ pub async fn serve(
             Err((kind, message)) => refuse(&mut tx, kind, message).await,
         },
         Request::Attach(a) => attach(daemon, a, rx, tx).await,
+        Request::ListAttention => tx.send(&Down::SessionList(daemon.list_entries())).await,
+        Request::Watch(w) => crate::server::attention::serve_watch(daemon, w, rx, tx).await,
+        Request::Expire { name, after_secs } => match daemon.find(&Target::Existing(Some(name))) {
+            Ok(s) => {
+                s.attention.set_expiry(after_secs.map(Duration::from_secs));
+                tx.send(&Down::Done).await
+            }
+            Err((kind, message)) => refuse(&mut tx, kind, message).await,
+        },
+        Request::GrantWatch { port_range } => {
+            match crate::server::bootstrap::grant_watch(&daemon, port_range).await {
+                Ok(granted) => tx.send(&Down::Granted(granted)).await,
+                Err((kind, message)) => refuse(&mut tx, kind, message).await,
+            }
+        }
     }
 }
 
@@ -121,6 +147,10 @@ async fn attach(
     rx: FrameReader,
     mut tx: FrameWriter,
 ) -> Result<()> {
+    // Before anything is sized by it (the terminal model allocates per cell).
+    if let Err(e) = req.size.validate() {
+        return refuse(&mut tx, e.kind(), e.to_string()).await;
+    }
     let session = match &req.target {
         Target::Create(spec) => daemon.create(spec, req.size),
         t => daemon.find(t),
@@ -156,6 +186,11 @@ async fn attach(
         start_offset: start,
     }))
     .await?;
+    // What the program did while nobody watched; the marks are cleared.
+    let missed = session.attention.attached();
+    if missed.bells > 0 || missed.notifications > 0 {
+        tx.send(&Down::Away(missed)).await?;
+    }
 
     let (ctrl_tx, ctrl_rx) = mpsc::channel::<Down>(64);
     let (ack_tx, ack_rx) = watch::channel(start);
@@ -194,7 +229,15 @@ async fn read_half(
                     newer
                 });
             }
-            Up::Resize(size) => session.set_size(size),
+            Up::Resize(size) => match size.validate() {
+                Ok(size) => session.set_size(size),
+                // Refused, never clamped; this channel ends, no other one does.
+                Err(e) => {
+                    let (kind, message) = (e.kind(), e.to_string());
+                    ctrl.send(Down::Error { kind, message }).await?;
+                    break;
+                }
+            },
             Up::Ping { nonce } => ctrl.send(Down::Pong { nonce }).await?,
             Up::Detach => {
                 ctrl.send(Down::Detached).await?;
@@ -215,10 +258,16 @@ async fn write_half(
 ) -> Result<()> {
     let mut output = session.subscribe_output();
     let mut exit = session.subscribe_exit();
+    let mut tty_modes = session.subscribe_tty_modes();
+    tty_modes.mark_changed();
     loop {
+        if tty_modes.has_changed().unwrap_or(false) {
+            let m = *tty_modes.borrow_and_update();
+            tx.feed(&Down::TtyModes(m)).await?;
+        }
         // Control frames first, so a pong never waits behind bulk output.
         while let Ok(f) = ctrl.try_recv() {
-            let done = f == Down::Detached;
+            let done = matches!(f, Down::Detached | Down::Error { .. });
             tx.feed(&f).await?;
             if done {
                 tx.flush().await?;
@@ -276,7 +325,7 @@ async fn write_half(
         tokio::select! {
             f = ctrl.recv() => match f {
                 Some(f) => {
-                    let done = f == Down::Detached;
+                    let done = matches!(f, Down::Detached | Down::Error { .. });
                     tx.send(&f).await?;
                     if done { return Ok(()); }
                 }
@@ -285,6 +334,8 @@ async fn write_half(
             _ = output.changed() => {}
             _ = acked.changed() => {}
             _ = exit.changed() => {}
+            // Sent at the top of the loop.
+            Ok(()) = tty_modes.changed() => tty_modes.mark_changed(),
             _ = kicked.changed() => {
                 let _ = tx.send(&Down::Detached).await;
                 return Ok(());

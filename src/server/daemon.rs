@@ -25,12 +25,68 @@ pub struct Daemon {
     pub quic: tokio::sync::Mutex<Option<crate::transport::quic::ServerEndpoint>>,
     shutdown: watch::Sender<bool>,
     channels: AtomicUsize,
+    /// Attention events of every session, for watchers.
+    pub attention: Arc<crate::server::attention::Hub>,
 }
 
-#[derive(Clone)]
+/// A network client's right to attach to one session, minted by a bootstrap.
 pub struct GrantEntry {
-    pub secret: [u8; 32],
+    /// Zeroed when the grant is dropped (revoked, expired, session ended).
+    secret: zeroize::Zeroizing<[u8; 32]>,
     pub session_id: u64,
+    minted: Instant,
+    /// When the last connection that proved this grant ended; `None` until one has.
+    last_used: Option<Instant>,
+    /// Connections that proved this grant and are still open.
+    in_use: usize,
+}
+
+/// A grant nobody has connected with is dropped after this long: the client
+/// connects within seconds of its bootstrap, so an unused grant is a leftover
+/// (or was minted by someone who should not use it).
+pub const GRANT_UNUSED_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// A grant that was used, with no connection open, is dropped after this
+/// long. Long, because a client that finds its grant gone gives up (it does
+/// not bootstrap again yet), and a laptop sleeps through a night.
+pub const GRANT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl GrantEntry {
+    pub fn new(secret: [u8; 32], session_id: u64) -> Self {
+        GrantEntry {
+            secret: zeroize::Zeroizing::new(secret),
+            session_id,
+            minted: Instant::now(),
+            last_used: None,
+            in_use: 0,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        if self.in_use > 0 {
+            return false;
+        }
+        match self.last_used {
+            None => now.duration_since(self.minted) > GRANT_UNUSED_TTL,
+            Some(t) => now.duration_since(t) > GRANT_IDLE_TTL,
+        }
+    }
+}
+
+/// A connection that proved a grant; dropping it marks the grant unused from then.
+pub struct GrantInUse {
+    daemon: Arc<Daemon>,
+    grant_id: [u8; 16],
+    pub session_id: u64,
+}
+
+impl Drop for GrantInUse {
+    fn drop(&mut self) {
+        if let Some(g) = self.daemon.grants.lock().unwrap().get_mut(&self.grant_id) {
+            g.in_use = g.in_use.saturating_sub(1);
+            g.last_used = Some(Instant::now());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -63,7 +119,6 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 impl Daemon {
     fn new(cfg: Config, rt: PathBuf) -> Arc<Daemon> {
         Arc::new(Daemon {
-            cfg,
             rt,
             sessions: Mutex::new(Sessions {
                 next_id: rand_u64() | 1,
@@ -73,6 +128,8 @@ impl Daemon {
             quic: tokio::sync::Mutex::new(None),
             shutdown: watch::channel(false).0,
             channels: AtomicUsize::new(0),
+            attention: crate::server::attention::Hub::new(cfg.quiet_after, cfg.expire_detached),
+            cfg,
         })
     }
 
@@ -84,6 +141,17 @@ impl Daemon {
             .iter()
             .map(|s| s.info())
             .collect()
+    }
+
+    pub fn list_entries(&self) -> Vec<crate::proto::frame::SessionEntry> {
+        self.sessions()
+            .iter()
+            .map(|s| s.attention.entry(s))
+            .collect()
+    }
+
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().unwrap().list.clone()
     }
 
     fn touch(s: &mut Sessions, id: u64) {
@@ -125,6 +193,8 @@ impl Daemon {
         spec: &NewSession,
         size: WinSize,
     ) -> Result<Arc<Session>, Refusal> {
+        // Checked before the table lock is taken: the terminal model is sized by it.
+        let size = size.validate().map_err(|e| (e.kind(), e.to_string()))?;
         let mut s = self.sessions.lock().unwrap();
         let name = match &spec.name {
             Some(n) => {
@@ -148,6 +218,7 @@ impl Daemon {
         let limits = Limits {
             ring_bytes: self.cfg.ring_bytes,
             scrollback_lines: self.cfg.scrollback_lines,
+            attention: self.attention.clone(),
         };
         let weak = Arc::downgrade(self);
         let session = Session::spawn(id, name, spec, size, &limits, move |sess| {
@@ -167,16 +238,50 @@ impl Daemon {
         s.list.retain(|x| x.id != id);
         s.last_used.remove(&id);
         drop(s);
-        self.grants
-            .lock()
-            .unwrap()
-            .retain(|_, g| g.session_id != id);
+        self.revoke_grants(id);
     }
 
     pub fn kill(&self, name: &str) -> Result<(), Refusal> {
         let sess = self.find(&Target::Existing(Some(name.to_string())))?;
+        // No new network connection to it from now, even if the program
+        // takes its time to go.
+        self.revoke_grants(sess.id);
         sess.kill();
         Ok(())
+    }
+
+    fn revoke_grants(&self, session_id: u64) {
+        self.grants
+            .lock()
+            .unwrap()
+            .retain(|_, g| g.session_id != session_id);
+    }
+
+    /// Checks a network client's proof (constant time) against the grant it
+    /// names; on success the grant counts as in use until the guard drops.
+    pub fn use_grant(
+        self: &Arc<Self>,
+        grant_id: &[u8; 16],
+        exporter: &[u8; 32],
+        mac: &[u8; 32],
+    ) -> Option<GrantInUse> {
+        let mut grants = self.grants.lock().unwrap();
+        let g = grants.get_mut(grant_id)?;
+        if g.expired(Instant::now())
+            || !crate::transport::quic::verify_proof(&g.secret, exporter, mac)
+        {
+            return None;
+        }
+        g.in_use += 1;
+        Some(GrantInUse {
+            daemon: self.clone(),
+            grant_id: *grant_id,
+            session_id: g.session_id,
+        })
+    }
+
+    fn expire_grants(&self, now: Instant) {
+        self.grants.lock().unwrap().retain(|_, g| !g.expired(now));
     }
 
     pub fn shut_down(&self) {
@@ -214,13 +319,7 @@ pub fn rand_u64() -> u64 {
 struct Lock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
 fn take_lock(rt: &Path) -> Result<Option<Lock>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(paths::lock_path(rt))
+    let f = paths::open_runtime_file(&paths::lock_path(rt), false)
         .context("cannot open the daemon lock file")?;
     match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(Some(Lock(l))),
@@ -266,6 +365,17 @@ pub fn run_blocking(cfg: Config) -> Result<()> {
     })
 }
 
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(20);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// accept errors that say "try again later, not now": EMFILE, ENFILE, ENOBUFS, ENOMEM.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 async fn serve(
     daemon: Arc<Daemon>,
     listener: tokio::net::UnixListener,
@@ -276,12 +386,27 @@ async fn serve(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut empty_since: Option<Instant> = None;
     let mut had_sessions = false;
+    let mut accept_errors = crate::logging::Throttle::new(Duration::from_secs(10));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => { tracing::warn!("accept: {e}"); continue; }
+                    Ok(s) => { backoff = ACCEPT_BACKOFF_MIN; s }
+                    Err(e) => {
+                        if let Some(held) = accept_errors.allow(Instant::now()) {
+                            tracing::warn!("accept: {e} ({held} more like it not logged)");
+                        }
+                        // Out of descriptors (or memory): the pending
+                        // connection stays in the backlog and accept fails
+                        // again at once; wait for some to be closed instead
+                        // of spinning.
+                        if out_of_resources(&e) {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        }
+                        continue;
+                    }
                 };
                 let d = daemon.clone();
                 tokio::spawn(async move {
@@ -294,6 +419,8 @@ async fn serve(
             }
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
+                daemon.expire_grants(Instant::now());
+                crate::server::attention::tick(&daemon.sessions());
                 let n = daemon.sessions.lock().unwrap().list.len();
                 had_sessions |= n > 0;
                 if n > 0 {
@@ -321,4 +448,49 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_expire_unused_and_idle_but_not_in_use() {
+        let g = GrantEntry::new([1; 32], 9);
+        let t0 = g.minted;
+        assert!(!g.expired(t0 + GRANT_UNUSED_TTL));
+        assert!(g.expired(t0 + GRANT_UNUSED_TTL + Duration::from_secs(1)));
+        let mut used = GrantEntry::new([1; 32], 9);
+        used.in_use = 1;
+        assert!(!used.expired(t0 + GRANT_IDLE_TTL * 10), "never while in use");
+        used.in_use = 0;
+        used.last_used = Some(t0 + Duration::from_secs(60));
+        assert!(!used.expired(t0 + GRANT_UNUSED_TTL * 2));
+        assert!(used.expired(t0 + Duration::from_secs(61) + GRANT_IDLE_TTL));
+    }
+
+    #[tokio::test]
+    async fn kill_revokes_the_sessions_grants_and_a_proof_is_checked() {
+        let d = Daemon::new(Config::default(), std::env::temp_dir());
+        let spec = NewSession {
+            name: Some("g".into()),
+            command: vec!["sleep".into(), "100".into()],
+            ..Default::default()
+        };
+        let s = d.create(&spec, WinSize::default()).map_err(|e| e.1).unwrap();
+        let secret = [5u8; 32];
+        let exporter = [6u8; 32];
+        d.grants
+            .lock()
+            .unwrap()
+            .insert([1; 16], GrantEntry::new(secret, s.id));
+        let mac = crate::transport::quic::make_proof(&secret, &exporter);
+        assert!(d.use_grant(&[1; 16], &exporter, &[0; 32]).is_none());
+        let using = d.use_grant(&[1; 16], &exporter, &mac).expect("a valid proof");
+        assert_eq!(using.session_id, s.id);
+        drop(using);
+        d.kill("g").unwrap();
+        assert!(d.grants.lock().unwrap().is_empty(), "kill revokes at once");
+        assert!(d.use_grant(&[1; 16], &exporter, &mac).is_none());
+    }
 }

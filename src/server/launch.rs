@@ -76,12 +76,7 @@ fn current_exe() -> Result<PathBuf> {
 /// Starts `abide server --daemon`, which detaches itself (fork + setsid) so it
 /// belongs to no terminal and no client; we only reap the short-lived parent.
 fn start_daemon(rt: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(paths::log_path(rt))
+    let log = paths::open_runtime_file(&paths::log_path(rt), true)
         .context("cannot open the daemon log")?;
     let status = std::process::Command::new(current_exe()?)
         .args(["server", "--daemon"])
@@ -111,6 +106,28 @@ pub fn detach_from_terminal() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// In `abide server --daemon`, before any thread or file of our own exists:
+/// close every descriptor inherited from whatever started the daemon (a
+/// shell, sshd, a test harness) so that no session's program ever gets one,
+/// and make the process non-dumpable, so that another process of the user
+/// cannot ptrace it or read its memory (grant secrets) through /proc.
+pub fn harden_process() {
+    let inherited: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|&fd| fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in inherited {
+        // SAFETY: no thread exists yet and nothing in this process owns these
+        // descriptors (the directory handle above is already closed: EBADF).
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: prctl with PR_SET_DUMPABLE and an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 /// Whether `e` says the daemon went away mid-request (it was exiting, having

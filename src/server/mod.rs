@@ -2,6 +2,7 @@
 //! their clients, and it serves the same frames to local clients (Unix socket),
 //! remote clients over QUIC, and remote clients over an ssh pipe.
 
+pub mod attention;
 pub mod bootstrap;
 pub mod channel;
 pub mod daemon;

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::proto::frame::{NewSession, SessionInfo, WinSize};
+use crate::proto::frame::{NewSession, SessionInfo, TtyModes, WinSize};
 use crate::proto::input::InputDedup;
 use crate::proto::outlog::Read;
 use crate::server::recorder::Recorder;
@@ -38,6 +38,10 @@ pub struct Session {
     /// A duplicate of the PTY master for TIOCSWINSZ, so a resize never waits
     /// behind a write blocked on a program that does not read its input.
     resize_fd: OwnedFd,
+    /// The PTY's echo and line modes (read from the master), for the clients' prediction.
+    tty_modes: watch::Sender<TtyModes>,
+    /// Bells, notifications, quiet and expiry (see `server::attention`).
+    pub attention: crate::server::attention::SessionAttention,
 }
 
 struct State {
@@ -73,6 +77,7 @@ impl Drop for ClientGuard {
 pub struct Limits {
     pub ring_bytes: usize,
     pub scrollback_lines: usize,
+    pub attention: Arc<crate::server::attention::Hub>,
 }
 
 /// The user's login shell from the password database, as ssh and tmux use.
@@ -93,6 +98,56 @@ fn home_dir() -> Option<std::path::PathBuf> {
         .map(|u| u.dir)
 }
 
+/// The environment a session's program starts with, and nothing else: the
+/// user's login basics (from the password database, as `login` and sshd set
+/// them), the locale and `PATH` the daemon has, what the client asked for
+/// (`TERM`, `LANG`, ...), and abide's own variables. Not the rest of the
+/// daemon's environment, which is whatever the command that first started it
+/// had (`SSH_CONNECTION`, a stale `SSH_AUTH_SOCK`, `PWD`, ...).
+/// Documented in docs/security.md.
+pub fn program_env(session: &str, asked: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| {
+        env.retain(|(x, _)| x != k);
+        env.push((k.to_string(), v));
+    };
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    if let Some(u) = &user {
+        set("HOME", u.dir.display().to_string());
+        set("USER", u.name.clone());
+        set("LOGNAME", u.name.clone());
+    }
+    set("SHELL", login_shell());
+    set(
+        "PATH",
+        std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()
+        }),
+    );
+    set("TERM", "xterm-256color".into());
+    for (k, v) in std::env::vars() {
+        let inherited = k == "LANG"
+            || k == "LANGUAGE"
+            || k.starts_with("LC_")
+            || k == "TZ"
+            || k == "XDG_RUNTIME_DIR"
+            || (k.starts_with("ABIDE_") && k != "ABIDE_SESSION");
+        if inherited {
+            set(&k, v);
+        }
+    }
+    for (k, v) in asked {
+        // A name with '=' or NUL cannot be set; the client's values win otherwise.
+        if !k.is_empty() && !k.contains(['=', '\0']) && !v.contains('\0') {
+            set(k, v.clone());
+        }
+    }
+    set("ABIDE_SESSION", session.to_string());
+    env
+}
+
 impl Session {
     /// Starts the program. The returned future-less handle is live at once; the
     /// output pump runs as a task and calls `on_exit` when the program is gone.
@@ -107,7 +162,12 @@ impl Session {
         let (pty, pts) = pty_process::open().context("cannot open a pseudo-terminal")?;
         pty.resize(pty_process::Size::new(size.rows.max(1), size.cols.max(1)))
             .context("cannot size the pseudo-terminal")?;
-        let resize_fd = nix::unistd::dup(&pty).context("cannot duplicate the PTY")?;
+        // Close-on-exec, like the master itself: a program in another
+        // session must never inherit this session's terminal.
+        let resize_fd = nix::fcntl::fcntl(&pty, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            .context("cannot duplicate the PTY")?;
+        // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+        let resize_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(resize_fd) };
 
         let (command, mut cmd) = if spec.command.is_empty() {
             let shell = login_shell();
@@ -126,10 +186,7 @@ impl Session {
                 pty_process::Command::new(&spec.command[0]).args(&spec.command[1..]),
             )
         };
-        cmd = cmd.env("ABIDE_SESSION", &name);
-        for (k, v) in &spec.env {
-            cmd = cmd.env(k, v);
-        }
+        cmd = cmd.env_clear().envs(program_env(&name, &spec.env));
         if let Some(dir) = spec
             .cwd
             .clone()
@@ -140,15 +197,13 @@ impl Session {
                 cmd = cmd.current_dir(dir);
             }
         }
-        let child = cmd
-            .spawn(pts)
-            .with_context(|| format!("cannot start {}", command.join(" ")))?;
+        let child = cmd.spawn(pts).map_err(|e| cannot_start(&command[0], e))?;
         let pid = child.id().unwrap_or(0);
         let (reader, writer) = pty.into_split();
 
         let session = Arc::new(Session {
             id,
-            name,
+            name: name.clone(),
             command,
             pid,
             created: SystemTime::now(),
@@ -163,6 +218,16 @@ impl Session {
             exit_tx: watch::channel(None).0,
             writer: tokio::sync::Mutex::new(writer),
             resize_fd,
+            tty_modes: watch::channel(TtyModes {
+                echo: true,
+                canonical: true,
+            })
+            .0,
+            attention: crate::server::attention::SessionAttention::new(
+                limits.attention.clone(),
+                id,
+                &name,
+            ),
         });
         tokio::spawn(feed_model(
             Arc::downgrade(&session),
@@ -173,12 +238,34 @@ impl Session {
     }
 
     fn record(&self, bytes: &[u8]) {
+        self.attention.output(bytes, self.is_attached());
         let end = self.output.append(bytes);
         self.output_tx.send_replace(end);
     }
 
     pub fn subscribe_output(&self) -> watch::Receiver<u64> {
         self.output_tx.subscribe()
+    }
+
+    pub fn subscribe_tty_modes(&self) -> watch::Receiver<TtyModes> {
+        self.tty_modes.subscribe()
+    }
+
+    /// Reads the PTY's ECHO and ICANON flags (the master reports the
+    /// terminal's termios) and wakes the channels when they changed.
+    fn check_tty_modes(&self) {
+        use nix::sys::termios::{tcgetattr, LocalFlags};
+        if let Ok(t) = tcgetattr(&self.resize_fd) {
+            let m = TtyModes {
+                echo: t.local_flags.contains(LocalFlags::ECHO),
+                canonical: t.local_flags.contains(LocalFlags::ICANON),
+            };
+            self.tty_modes.send_if_modified(|old| {
+                let changed = *old != m;
+                *old = m;
+                changed
+            });
+        }
     }
 
     pub fn subscribe_exit(&self) -> watch::Receiver<Option<i32>> {
@@ -225,6 +312,10 @@ impl Session {
             generation,
             kicked,
         }
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.state.lock().unwrap().clients.is_empty()
     }
 
     pub fn input_applied(&self, client_id: u64) -> u64 {
@@ -320,11 +411,28 @@ pub enum ReadGap {
     Future,
 }
 
+/// Why the program did not start, said once (the PTY crate's error repeats
+/// its cause) and in the user's terms.
+fn cannot_start(program: &str, e: pty_process::Error) -> anyhow::Error {
+    let io = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    match io {
+        Some(std::io::ErrorKind::NotFound) => anyhow::anyhow!(
+            "cannot start '{program}': no such program (not found in PATH, or the path does not exist)"
+        ),
+        Some(std::io::ErrorKind::PermissionDenied) => {
+            anyhow::anyhow!("cannot start '{program}': permission denied (is it executable?)")
+        }
+        _ => anyhow::anyhow!("cannot start '{program}': {e}"),
+    }
+}
+
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
 }
 
 /// Keeps the terminal model near the log's end, off the output path. Holds
@@ -344,10 +452,17 @@ async fn pump_output(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut status = None;
+    // A program may turn echo off without printing (a password prompt
+    // printed first): look at the modes now and then, not only on output.
+    let mut modes_tick = tokio::time::interval(Duration::from_millis(50));
+    modes_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = reader.read(&mut buf) => match r {
-                Ok(n) if n > 0 => session.record(&buf[..n]),
+                Ok(n) if n > 0 => {
+                    session.check_tty_modes();
+                    session.record(&buf[..n]);
+                }
                 // EIO: every copy of the PTY's other side is closed.
                 _ => break,
             },
@@ -363,6 +478,7 @@ async fn pump_output(
                 }
                 break;
             }
+            _ = modes_tick.tick() => session.check_tty_modes(),
         }
     }
     let status = match status {
@@ -371,6 +487,7 @@ async fn pump_output(
     };
     let code = status.map(exit_code).unwrap_or(1);
     tracing::info!(session = %session.name, code, "program exited");
+    session.attention.exited(code);
     session.exit_tx.send_replace(Some(code));
     on_exit(&session);
 }

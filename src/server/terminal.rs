@@ -66,7 +66,11 @@ impl Callbacks for History {
     }
 }
 
+/// The model's dimensions. Peers' sizes are refused out of bounds before they
+/// get here (`WinSize::validate`); the clamp is only so that no caller can
+/// ever size the model (cells × 32 bytes) beyond the documented limits.
 fn dims(size: WinSize) -> (NonZeroU16, NonZeroU16) {
+    let size = size.clamped();
     let one = NonZeroU16::MIN;
     (
         NonZeroU16::new(size.rows).unwrap_or(one),

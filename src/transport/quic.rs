@@ -75,6 +75,38 @@ fn transport_config(idle: Duration) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// The server's transport limits. Until a peer has proved a grant's secret it
+/// is unauthenticated, so what it can make the daemon hold is kept small:
+/// one bidirectional stream (all abide uses), no unidirectional streams, no
+/// datagrams, and receive windows that bound what it can buffer. After the
+/// proof the same small windows are enough: the client only sends
+/// keystrokes, acks and pings (output flows the other way).
+fn server_transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = Arc::try_unwrap(transport_config(Duration::from_secs(60)))
+        .unwrap_or_else(|_| unreachable!("fresh config"));
+    t.max_concurrent_bidi_streams(1u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window(SERVER_STREAM_WINDOW.into())
+        .receive_window(SERVER_CONN_WINDOW.into())
+        .datagram_receive_buffer_size(None);
+    Arc::new(t)
+}
+
+/// Receive windows of the server (bytes a client may have in flight to it).
+pub const SERVER_STREAM_WINDOW: u32 = 64 * 1024;
+pub const SERVER_CONN_WINDOW: u32 = 128 * 1024;
+
+/// Connections that are handshaking or have not proved a secret yet, at most;
+/// beyond this new ones are refused (like sshd's MaxStartups).
+pub const MAX_UNPROVED: usize = 32;
+
+/// With this many unproved connections, a peer must first show it can receive
+/// at its address (a QUIC Retry): spoofed Initials then cost nothing.
+pub const RETRY_ABOVE: usize = 4;
+
+/// From the first packet to a valid proof, at most.
+pub const PROOF_DEADLINE: Duration = Duration::from_secs(5);
+
 /// The daemon's QUIC endpoint.
 pub struct ServerEndpoint {
     pub port: u16,
@@ -82,15 +114,28 @@ pub struct ServerEndpoint {
     _endpoint: quinn::Endpoint,
 }
 
+/// `[::]:port` with IPV6_V6ONLY off, so one socket answers IPv4 (as
+/// ::ffff:a.b.c.d) and IPv6 clients alike, and a client roaming between the
+/// two families reaches the same endpoint (whatever net.ipv6.bindv6only says).
+fn bind_dual_stack(port: u16) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_only_v6(false)?;
+    let addr = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
 fn bind_udp(range: (u16, u16)) -> Result<std::net::UdpSocket> {
     let mut last = None;
     for port in range.0..=range.1 {
         // Dual-stack when the host has IPv6, IPv4 otherwise.
-        for addr in [format!("[::]:{port}"), format!("0.0.0.0:{port}")] {
-            match std::net::UdpSocket::bind(&addr) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
+        if let Ok(s) = bind_dual_stack(port) {
+            return Ok(s);
+        }
+        match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
         }
     }
     Err(anyhow!(
@@ -117,8 +162,14 @@ pub(crate) fn bind_server(range: (u16, u16)) -> Result<(quinn::Endpoint, u16, St
         .with_single_cert(vec![cert_der], key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    server.transport_config(transport_config(Duration::from_secs(60)));
+    server.transport_config(server_transport_config());
     server.migration(true);
+    // Connection attempts queued before we look at them, and what they may
+    // buffer (quinn's defaults, 65536 and 100 MiB, are for busy public servers).
+    server
+        .max_incoming(4 * MAX_UNPROVED)
+        .incoming_buffer_size(64 * 1024)
+        .incoming_buffer_size_total(2 * 1024 * 1024);
     let socket = bind_udp(range)?;
     let port = socket.local_addr()?.port();
     let endpoint = quinn::Endpoint::new(
@@ -136,10 +187,23 @@ impl ServerEndpoint {
         tracing::info!(port, %fingerprint, "QUIC endpoint listening");
         let ep = endpoint.clone();
         tokio::spawn(async move {
+            let unproved = Arc::new(tokio::sync::Semaphore::new(MAX_UNPROVED));
             while let Some(incoming) = ep.accept().await {
+                let busy = MAX_UNPROVED - unproved.available_permits();
+                if busy >= RETRY_ABOVE
+                    && !incoming.remote_address_validated()
+                    && incoming.may_retry()
+                {
+                    let _ = incoming.retry();
+                    continue;
+                }
+                let Ok(permit) = unproved.clone().try_acquire_owned() else {
+                    incoming.refuse();
+                    continue;
+                };
                 let d = daemon.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(d, incoming).await {
+                    if let Err(e) = serve_connection(d, incoming, permit).await {
                         tracing::debug!("QUIC connection: {e:#}");
                     }
                 });
@@ -153,15 +217,40 @@ impl ServerEndpoint {
     }
 }
 
-async fn serve_connection(daemon: Arc<Daemon>, incoming: quinn::Incoming) -> Result<()> {
-    let conn = incoming.await?;
-    let exporter = exporter(&conn)?;
-    // Accept one stream; a client that opens none within 10 s is dropped.
-    let (send, recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+async fn serve_connection(
+    daemon: Arc<Daemon>,
+    incoming: quinn::Incoming,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + PROOF_DEADLINE;
+    let conn = tokio::time::timeout_at(deadline, incoming)
         .await
-        .context("no stream within 10 s")??;
+        .context("no handshake within the proof deadline")??;
+    let exporter = exporter(&conn)?;
+    // Accept one stream; a client that opens none in time is dropped.
+    let (send, recv) = tokio::time::timeout_at(deadline, conn.accept_bi())
+        .await
+        .context("no stream within the proof deadline")??;
     let (rx, tx) = split(recv, send);
-    let result = channel::serve(daemon, rx, tx, Peer::Network { exporter }).await;
+    let (proved_tx, proved_rx) = tokio::sync::oneshot::channel();
+    let peer = Peer::Network {
+        exporter,
+        proved: Some(proved_tx),
+    };
+    let serve = channel::serve(daemon, rx, tx, peer);
+    tokio::pin!(serve);
+    // The slot is held until the proof, which must come by the deadline.
+    let result = tokio::select! {
+        r = &mut serve => r,
+        proved = tokio::time::timeout_at(deadline, proved_rx) => match proved {
+            Ok(Ok(())) => {
+                drop(permit);
+                serve.await
+            }
+            Ok(Err(_)) => serve.await, // refused: the channel is ending
+            Err(_) => Err(anyhow!("no proof within {PROOF_DEADLINE:?}")),
+        },
+    };
     // Let the last frame (an error, "exited", "detached") reach the client
     // before closing: close() discards whatever is still unsent.
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;

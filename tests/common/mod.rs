@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod remote;
+pub mod tmux;
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -62,6 +63,11 @@ impl Rt {
             env.push((k.to_string(), v.to_string()));
         }
         Rt { dir, env }
+    }
+
+    /// The environment every command gets (for a terminal that runs abide).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     pub fn runtime_dir(&self) -> PathBuf {

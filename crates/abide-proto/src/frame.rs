@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::attention::{AttentionEvent, Cursor, Summary};
+
 /// Bumped on any incompatible change of the frames below.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -68,6 +70,37 @@ pub enum Request {
     KillServer,
     /// Reply: `Down::Granted`. Used by `abide server --bootstrap` on the remote host.
     Grant(GrantRequest),
+    /// Reply: `Down::SessionList` (`List` with each session's attention).
+    ListAttention,
+    /// Become a watch channel: `Down::Watching`, then `Down::Attention` as
+    /// events happen; the client pings (`Up::Ping`) and may `Up::Detach`.
+    Watch(WatchRequest),
+    /// Reply: `Down::Done`. Ends the session once it has been detached this
+    /// long (`None`: never).
+    Expire {
+        name: String,
+        after_secs: Option<u64>,
+    },
+    /// Reply: `Down::Granted` with no session: the grant lets a network
+    /// client `Watch` (`abide server --bootstrap --watch`).
+    GrantWatch { port_range: (u16, u16) },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchRequest {
+    /// The last event this watcher has; `None`: only events from now on.
+    pub after: Option<Cursor>,
+}
+
+/// A session's `ls` entry with what it did while nobody watched.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SessionEntry {
+    pub info: SessionInfo,
+    pub attention: Summary,
+    /// Unix seconds since when no client has been attached.
+    pub detached_since: Option<u64>,
+    /// The session ends after being detached this long.
+    pub expire_after: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -181,12 +214,40 @@ pub enum Down {
         nonce: u64,
     },
     /// The program exited; all its output has been sent before this frame.
+    /// `code`: its exit status, or minus the signal that killed it.
     Exited {
         code: i32,
     },
     /// The server ended this channel because the client detached (or another
     /// channel of the same client took over).
     Detached,
+    /// The PTY's terminal modes, sent on attach and whenever they change:
+    /// the client never predicts echo while the program reads a password.
+    TtyModes(TtyModes),
+    SessionList(Vec<SessionEntry>),
+    /// A watch channel is open; `cursor` is the newest event now.
+    Watching {
+        cursor: Cursor,
+    },
+    Attention(AttentionEvent),
+    /// Right after `Attached`: what happened while nobody was attached.
+    Away(Summary),
+}
+
+/// The PTY's termios flags that decide whether typed keys are echoed.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TtyModes {
+    /// `ECHO`: the kernel echoes input.
+    pub echo: bool,
+    /// `ICANON`: the kernel edits lines (a program that turns it off draws its own echo).
+    pub canonical: bool,
+}
+
+impl TtyModes {
+    /// Line input that the kernel does not echo: a password prompt.
+    pub fn hidden(&self) -> bool {
+        !self.echo && self.canonical
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +258,10 @@ pub enum ErrorKind {
     BadRequest,
     AuthFailed,
     Internal,
+    /// A terminal size out of bounds (see `limits`).
+    BadSize,
+    /// The request is not allowed on this channel (a restricted `--stdio`).
+    Forbidden,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

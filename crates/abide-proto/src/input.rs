@@ -39,6 +39,11 @@ impl InputQueue {
         fresh
     }
 
+    /// The sequence number of the last chunk pushed (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.saturating_sub(1)
+    }
+
     /// Forgets everything up to and including `seq`.
     pub fn ack(&mut self, seq: u64) {
         while let Some((s, data)) = self.pending.front() {

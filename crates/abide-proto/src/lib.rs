@@ -6,10 +6,14 @@
 //! decision about what is resent, what is acknowledged and when a link counts as
 //! dead is tested without a network.
 
+pub mod attention;
+pub mod deploy;
 pub mod frame;
 pub mod input;
+pub mod limits;
 pub mod outlog;
 pub mod policy;
+pub mod predict;
 pub mod resume;
 #[cfg(test)]
 mod sim;

@@ -77,6 +77,8 @@ pub enum Event {
         kind: ErrorKind,
         message: String,
     },
+    /// What happened while the user was away (sent once, on attach).
+    Away(super::attention::Summary),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -231,6 +233,11 @@ impl ClientCore {
         }
     }
 
+    /// The sequence number of the last input chunk queued.
+    pub fn last_input_seq(&self) -> u64 {
+        self.input.last_seq()
+    }
+
     pub fn resize(&mut self, size: WinSize) {
         if size != self.size {
             self.size = size;
@@ -307,7 +314,8 @@ impl ClientCore {
                 }
             }
             Down::InputAck { seq } => self.input.ack(seq),
-            Down::Pong { .. } => {}
+            // Read by the driver's echo prediction, which sees every frame.
+            Down::Pong { .. } | Down::TtyModes(_) => {}
             Down::Exited { code } => {
                 self.finished = true;
                 self.events.push_back(Event::Exited { code });
@@ -320,7 +328,13 @@ impl ClientCore {
                 self.finished = true;
                 self.events.push_back(Event::Error { kind, message });
             }
-            Down::Sessions(_) | Down::Done | Down::Granted(_) => {
+            Down::Away(summary) => self.events.push_back(Event::Away(summary)),
+            Down::Sessions(_)
+            | Down::Done
+            | Down::Granted(_)
+            | Down::SessionList(_)
+            | Down::Watching { .. }
+            | Down::Attention(_) => {
                 return Err(ProtocolError::Unexpected(
                     "control reply on a session channel",
                 ));
