@@ -162,8 +162,12 @@ pub async fn run_tapped(
     }
     let size = tty::size();
     let client_id = crate::server::daemon::rand_u64();
+    let picked = matches!(target, Target::Existing(None));
     let mut core = ClientCore::new(client_id, target, size, connector.timing(), Instant::now());
     let link = first_attach(connector.as_ref(), &mut core).await?;
+    if picked {
+        crate::client::terminal_contract::say_picked(&session_name(&core));
+    }
     let _raw = tty::RawMode::enter()?;
     let io = ClientIo {
         input: spawn_stdin_reader(),
@@ -275,6 +279,7 @@ async fn drive(
                     }
                 }
                 Event::Attached { .. } => {}
+                Event::SnapshotFollows => screen.before_snapshot(&mut out),
                 Event::LinkLost => {
                     lost_since.get_or_insert_with(Instant::now);
                 }

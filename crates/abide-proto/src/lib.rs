@@ -14,5 +14,6 @@ pub mod limits;
 pub mod outlog;
 pub mod predict;
 pub mod resume;
+pub mod server;
 
 pub use frame::{Down, Hello, Request, Up};
