@@ -55,8 +55,16 @@ pub async fn attach_local(target: Target) -> Result<i32> {
         }
     }
     let conn = Arc::new(connector::Local {
-        runtime_dir: rt,
-        start: create,
+        dial: Box::new(move || {
+            let rt = rt.clone();
+            Box::pin(async move {
+                if create {
+                    return launch::connect_or_start(&rt).await;
+                }
+                let socket = paths::socket_path(&rt);
+                Ok(crate::transport::unix::connect(&socket).await?)
+            })
+        }),
     });
     let outcome = attach::run(conn, target).await?;
     Ok(terminal_contract::farewell(&outcome, |n| n.to_string()))
