@@ -226,7 +226,10 @@ impl World {
                     }
                     Event::LinkQuiet => self.policy.link_quiet(now),
                     Event::LinkLost => self.policy.link_lost(now),
-                    Event::LinkBack | Event::Attached { .. } | Event::Away(_) => {}
+                    Event::LinkBack
+                    | Event::Attached { .. }
+                    | Event::Away(_)
+                    | Event::SnapshotFollows => {}
                     Event::Exited { .. } | Event::Detached | Event::Error { .. } => {
                         panic!("session ended in the simulation: {e:?}")
                     }
