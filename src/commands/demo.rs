@@ -194,7 +194,10 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
     script.abort();
     let outcome = outcome?;
     if args.delay_ms > 0 {
-        return Ok(outcome.report()); // a shell, not the line counter
+        // A shell, not the line counter: no tally.
+        return Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
+            n.to_string()
+        }));
     }
     let t = tally.lock().unwrap();
     let received = t.seen.len() as u64;
