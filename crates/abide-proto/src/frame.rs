@@ -21,6 +21,10 @@ pub const MAGIC: u32 = 0x4142_4401;
 /// in pieces no larger than this.
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
 
+/// Written by `abide server --stdio` before the frame stream on ssh's
+/// stdout, so the client knows ssh got in (and skips any login banner).
+pub const STDIO_READY: &[u8] = b"\x00ABIDE-STDIO-1\x00";
+
 /// The largest output or input payload put into one frame.
 pub const MAX_CHUNK: usize = 32 * 1024;
 
@@ -80,6 +84,9 @@ pub enum Request {
     /// Reply: `Down::Granted` with no session: the grant lets a network
     /// client `Watch` (`abide server --bootstrap --watch`).
     GrantWatch { port_range: (u16, u16) },
+    /// Reply: `Down::History` pieces: the rows that scrolled off the session's
+    /// screen (the newest `tail` of them), as text with attributes.
+    History { name: String, tail: Option<u64> },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +235,12 @@ pub enum Down {
     Attention(AttentionEvent),
     /// Right after `Attached`: what happened while nobody was attached.
     Away(Summary),
+    /// A piece of a session's history (`Request::History`); `last` ends it.
+    History {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        last: bool,
+    },
 }
 
 /// The PTY's termios flags that decide whether typed keys are echoed.
