@@ -332,6 +332,12 @@ fn main() {
     let rt = Rt::new();
     // A daemon with no session (it waits 30 s for its first one).
     std::fs::create_dir_all(rt.runtime_dir()).unwrap();
+    // The daemon refuses a runtime directory others can reach.
+    std::fs::set_permissions(
+        rt.runtime_dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let log = std::fs::File::create(rt.runtime_dir().join("daemon.log")).unwrap();
     let st = rt
         .command(&["server", "--daemon"])
