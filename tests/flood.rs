@@ -116,6 +116,13 @@ fn print_channel_figures(rt: &Rt) {
     }
 }
 
+/// The wall-clock bound: far below the 3-4.5 s (slow link) and 6 s+ (slow
+/// terminal) of the byte stream in release; debug builds on a loaded machine
+/// parse and encrypt several times slower.
+fn bound() -> Duration {
+    Duration::from_secs(if cfg!(debug_assertions) { 3 } else { 2 })
+}
+
 /// During `seq 1 100000000`: Ctrl-C, then 0.2 s later a command. Returns how
 /// long after the Ctrl-C the command's output showed.
 async fn ctrl_c_during_a_flood(
@@ -167,7 +174,7 @@ async fn ctrl_c_answers_during_a_flood_on_a_slow_link() {
         "2 Mbit/s, 100 ms RTT: the command after Ctrl-C showed {took:?} after it (target 0.4 s)"
     );
     // The byte stream alone played 3-4.5 s of backlog first.
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(took < bound(), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +182,7 @@ async fn ctrl_c_answers_during_a_flood_to_a_slowly_reading_terminal() {
     let took = ctrl_c_during_a_flood(None, Duration::ZERO, Some(2e6)).await;
     eprintln!("fast link, terminal reading 2 MB/s: the command after Ctrl-C showed {took:?} after it (target 0.3 s)");
     // The byte stream alone played up to 12 MB (6 s at 2 MB/s) first.
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(took < bound(), "{took:?}");
 }
 
 /// Every line `seq` printed is in the client's scrollback once, in order,
