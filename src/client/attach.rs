@@ -1,26 +1,34 @@
-//! The attach driver: moves bytes between the terminal, the resume state
-//! machine and whatever link is current, and finds a new link when the old one
-//! goes quiet. All protocol decisions live in `proto::resume`; this file only
-//! does I/O and time.
+//! The attach driver: executes what the link policy (`proto::policy`) and
+//! the resume core (`proto::resume`) decide. It moves bytes between the
+//! terminal, the core and the current link, runs link attempts as tasks, and
+//! feeds both state machines events and the time. Nothing is decided here:
+//! which link to try, use or drop comes from the policy's actions.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::client::banner::Screen;
-use crate::client::connector::{Connector, LinkFuture};
+use crate::client::connector::{timing_for, Connector};
 use crate::client::escape::{Action, EscapeReader};
 use crate::client::tty;
 use crate::proto::frame::{Down, Target, WinSize};
-use crate::proto::resume::{ClientCore, Event};
+use crate::proto::policy::{self, AttemptId, Choice, ConnectError, LinkPolicy};
+use crate::proto::resume::{ClientCore, Event, Timing};
 use crate::transport::framed::Link;
 
 /// A frame write that takes longer than this means the link is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a transport notice stays on the status line.
+const NOTICE_FOR: Duration = Duration::from_secs(4);
+
+/// The wall clock ran ahead of the monotonic one by this much: a suspend.
+const CLOCK_JUMP: Duration = Duration::from_secs(2);
 
 pub enum Outcome {
     Detached { name: String },
@@ -28,43 +36,232 @@ pub enum Outcome {
     Quit { name: String },
 }
 
-/// Makes the first link and attaches, so that errors such as "no session
-/// named x" are reported before the terminal goes raw.
-async fn first_attach(connector: &dyn Connector, core: &mut ClientCore) -> Result<Link> {
-    let mut attempt = 1;
-    loop {
-        match try_first_attach(connector, core).await {
-            Err(e)
-                if attempt < connector.first_attach_attempts()
-                    && crate::server::launch::daemon_went_away(&e) =>
-            {
-                attempt += 1;
-                core.link_down(Instant::now());
-            }
-            Ok(Ok(link)) => return Ok(link),
-            Ok(Err(refusal)) => return Err(refusal),
-            Err(e) => return Err(e),
+type AttemptResult = (AttemptId, Result<Link, ConnectError>);
+
+/// Executes the link policy's actions: attempts as tasks, finished links
+/// until the policy adopts or cancels them, the current link.
+struct Links {
+    connector: Arc<dyn Connector>,
+    policy: LinkPolicy,
+    running: HashMap<AttemptId, tokio::task::JoinHandle<()>>,
+    ready: HashMap<AttemptId, Link>,
+    results_tx: mpsc::UnboundedSender<AttemptResult>,
+    results: mpsc::UnboundedReceiver<AttemptResult>,
+    current: Option<Link>,
+    /// Transport notices for the status line, oldest first.
+    notices: Vec<policy::Notice>,
+    gave_up: Option<ConnectError>,
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for (_, t) in self.running.drain() {
+            t.abort();
         }
     }
 }
 
-/// `Err`: the link failed; `Ok(Err)`: the server answered with a refusal.
-async fn try_first_attach(
-    connector: &dyn Connector,
-    core: &mut ClientCore,
-) -> Result<Result<Link>> {
-    let mut link = connector.connect().await?;
-    let now = Instant::now();
-    send_hello(&mut link, core, now).await?;
-    let frame = tokio::time::timeout(Duration::from_secs(10), link.rx.next::<Down>())
-        .await
-        .context("the server did not answer the attach within 10 s")??
-        .context(crate::server::launch::CLOSED_WITHOUT_ANSWER)?;
-    if let Down::Error { message, .. } = &frame {
-        return Ok(Err(anyhow::anyhow!("{message}")));
+impl Links {
+    fn new(connector: Arc<dyn Connector>, now: Instant) -> Self {
+        let (results_tx, results) = mpsc::unbounded_channel();
+        Links {
+            policy: LinkPolicy::new(connector.config(), now),
+            connector,
+            running: HashMap::new(),
+            ready: HashMap::new(),
+            results_tx,
+            results,
+            current: None,
+            notices: Vec::new(),
+            gave_up: None,
+        }
     }
-    core.on_frame(frame, Instant::now())?;
-    Ok(Ok(link))
+
+    /// Runs every action the policy has queued.
+    async fn execute(&mut self, core: &mut ClientCore) {
+        while let Some(action) = self.policy.poll_action() {
+            let now = Instant::now();
+            match action {
+                policy::Action::Start {
+                    id,
+                    transport,
+                    interactive,
+                } => {
+                    let dial = self.connector.dial(transport, interactive);
+                    let tx = self.results_tx.clone();
+                    let task = tokio::spawn(async move {
+                        let _ = tx.send((id, dial.await));
+                    });
+                    self.running.insert(id, task);
+                }
+                policy::Action::Cancel { id } => {
+                    if let Some(t) = self.running.remove(&id) {
+                        t.abort();
+                    }
+                    self.ready.remove(&id);
+                }
+                policy::Action::Adopt { id, transport } => {
+                    let Some(mut link) = self.ready.remove(&id) else {
+                        continue;
+                    };
+                    core.set_timing(timing_for(transport));
+                    // The old link goes; the server retires its channel (same client id).
+                    self.current = None;
+                    match send_hello(&mut link, core, now).await {
+                        Ok(()) => self.current = Some(link),
+                        Err(e) => {
+                            tracing::debug!("new {transport} link failed at once: {e:#}");
+                            core.link_down(now);
+                            self.policy.link_closed(now);
+                        }
+                    }
+                }
+                policy::Action::Notice(n) => self.notices.push(n),
+                policy::Action::Remember(t) => self.connector.remember(t),
+                policy::Action::GiveUp(e) => self.gave_up = Some(e),
+            }
+        }
+    }
+
+    /// An attempt task finished.
+    fn finished(&mut self, (id, result): AttemptResult) {
+        if self.running.remove(&id).is_none() {
+            return; // cancelled meanwhile; the link (if any) is dropped here
+        }
+        let now = Instant::now();
+        match result {
+            Ok(link) => {
+                self.ready.insert(id, link);
+                self.policy.attempt_succeeded(id, now);
+            }
+            Err(e) => {
+                tracing::debug!("link attempt failed: {e}");
+                self.policy.attempt_failed(id, e, now);
+            }
+        }
+    }
+
+    /// The current link broke (closed, reset, a stuck write, garbage).
+    fn broken(&mut self, core: &mut ClientCore) {
+        let now = Instant::now();
+        self.current = None;
+        core.link_down(now);
+        self.policy.link_closed(now);
+    }
+
+    /// Tells the policy what the core noticed about the current link.
+    fn core_saw(&mut self, ev: &Event) {
+        let now = Instant::now();
+        match ev {
+            Event::LinkQuiet => self.policy.link_quiet(now),
+            Event::LinkLost => self.policy.link_lost(now),
+            _ => {}
+        }
+    }
+
+    /// A frame (or the end) from the current link; `seen` looks at each
+    /// frame before the core takes it (the predictive echo does).
+    fn frame_arrived(
+        &mut self,
+        core: &mut ClientCore,
+        frame: Result<Option<bytes::BytesMut>>,
+        seen: impl FnOnce(&Down),
+    ) {
+        let now = Instant::now();
+        match frame {
+            Ok(Some(body)) => match crate::proto::frame::decode::<Down>(&body) {
+                Ok(f) => {
+                    seen(&f);
+                    match core.on_frame(f, now) {
+                        Ok(()) => self.policy.heard(now),
+                        Err(e) => {
+                            tracing::warn!("protocol error, reconnecting: {e}");
+                            self.broken(core);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("bad frame, reconnecting: {e}");
+                    self.broken(core);
+                }
+            },
+            Ok(None) | Err(_) => self.broken(core),
+        }
+    }
+
+    /// Sends what the core has queued on the current link.
+    async fn flush(&mut self, core: &mut ClientCore) {
+        if let Some(l) = self.current.as_mut() {
+            if flush(l, core).await.is_err() {
+                self.broken(core);
+            }
+        }
+    }
+
+    fn give_up_error(&self) -> Option<anyhow::Error> {
+        self.gave_up.as_ref().map(|e| {
+            anyhow::anyhow!(
+                "could not connect: {e}{}",
+                match e {
+                    ConnectError::FingerprintMismatch(_) => "",
+                    ConnectError::Timeout => {
+                        " (nothing answered; check the network, or try --transport ssh)"
+                    }
+                    _ => "",
+                }
+            )
+        })
+    }
+}
+
+/// Reads the next frame of the current link (pending forever without one).
+async fn next_frame(current: &mut Option<Link>) -> Result<Option<bytes::BytesMut>> {
+    match current.as_mut() {
+        Some(l) => l.rx.next_raw().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Makes the first link and attaches, before the terminal goes raw, so that
+/// a refusal ("no session named x") or an ssh prompt reaches a normal terminal.
+async fn first_attach(links: &mut Links, core: &mut ClientCore) -> Result<()> {
+    links.policy.connect(Instant::now());
+    loop {
+        links.execute(core).await;
+        if let Some(e) = links.give_up_error() {
+            return Err(e);
+        }
+        while let Some(ev) = core.poll_event() {
+            links.core_saw(&ev);
+            match ev {
+                Event::Attached { .. } => return Ok(()),
+                Event::Error { message, .. } => bail!("{message}"),
+                Event::Exited { code } => bail!("the session exited (status {code})"),
+                Event::Detached => bail!("the session was detached before it attached"),
+                _ => {}
+            }
+        }
+        links.execute(core).await;
+        links.flush(core).await;
+        let (policy_at, core_at) = (links.policy.poll_timeout(), core.poll_timeout());
+        tokio::select! {
+            Some(r) = links.results.recv() => links.finished(r),
+            frame = next_frame(&mut links.current) => links.frame_arrived(core, frame, |_| {}),
+            _ = sleep_until_opt(policy_at) => {
+                links.policy.handle_timeout(Instant::now());
+            }
+            _ = tokio::time::sleep_until(core_at.into()) => {
+                core.handle_timeout(Instant::now());
+            }
+        }
+    }
 }
 
 async fn send_hello(link: &mut Link, core: &mut ClientCore, now: Instant) -> Result<()> {
@@ -85,6 +282,21 @@ async fn flush(link: &mut Link, core: &mut ClientCore) -> Result<()> {
     tokio::time::timeout(WRITE_TIMEOUT, fut)
         .await
         .context("the link stopped accepting data")?
+}
+
+fn new_client_id() -> u64 {
+    let mut b = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("system randomness");
+    u64::from_le_bytes(b)
+}
+
+fn new_core(connector: &dyn Connector, target: Target, size: WinSize) -> ClientCore {
+    let timing = match connector.config().choice {
+        Choice::Only(t) => timing_for(t),
+        Choice::Race => Timing::QUIC,
+    };
+    ClientCore::new(new_client_id(), target, size, timing, Instant::now())
 }
 
 /// Reads the terminal on a plain thread: a blocking read that nothing needs to cancel.
@@ -161,9 +373,13 @@ pub async fn run_tapped(
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' to start a session without one)");
     }
     let size = tty::size();
-    let client_id = crate::server::daemon::rand_u64();
-    let mut core = ClientCore::new(client_id, target, size, connector.timing(), Instant::now());
-    let link = first_attach(connector.as_ref(), &mut core).await?;
+    let picked = matches!(target, Target::Existing(None));
+    let mut core = new_core(connector.as_ref(), target, size);
+    let mut links = Links::new(connector, Instant::now());
+    first_attach(&mut links, &mut core).await?;
+    if picked {
+        crate::client::terminal_contract::say_picked(&session_name(&core));
+    }
     let _raw = tty::RawMode::enter()?;
     let io = ClientIo {
         input: spawn_stdin_reader(),
@@ -173,7 +389,7 @@ pub async fn run_tapped(
         notices,
         tap,
     };
-    drive(connector, core, link, io).await
+    drive(links, core, io).await
 }
 
 /// The same driver without a terminal: tests and tools feed input and collect
@@ -183,16 +399,10 @@ pub async fn run_headless(
     target: Target,
     io: ClientIo,
 ) -> Result<Outcome> {
-    let client_id = crate::server::daemon::rand_u64();
-    let mut core = ClientCore::new(
-        client_id,
-        target,
-        io.size,
-        connector.timing(),
-        Instant::now(),
-    );
-    let link = first_attach(connector.as_ref(), &mut core).await?;
-    drive(connector, core, link, io).await
+    let mut core = new_core(connector.as_ref(), target, io.size);
+    let mut links = Links::new(connector, Instant::now());
+    first_attach(&mut links, &mut core).await?;
+    drive(links, core, io).await
 }
 
 async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) {
@@ -211,12 +421,38 @@ async fn next_notice(n: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
     }
 }
 
-async fn drive(
-    connector: Arc<dyn Connector>,
-    mut core: ClientCore,
-    first: Link,
-    io: ClientIo,
-) -> Result<Outcome> {
+/// Notices a suspend (the wall clock ran ahead of the monotonic one) or a
+/// change of local network.
+struct Watch {
+    wall: SystemTime,
+    mono: Instant,
+    network: Option<String>,
+}
+
+impl Watch {
+    fn new(connector: &dyn Connector) -> Self {
+        Watch {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+            network: connector.network(),
+        }
+    }
+
+    /// Whether the clock jumped or the network changed since the last look.
+    fn changed(&mut self, connector: &dyn Connector) -> bool {
+        let (wall, mono) = (SystemTime::now(), Instant::now());
+        let wall_d = wall.duration_since(self.wall).unwrap_or_default();
+        let jumped = wall_d > (mono - self.mono) + CLOCK_JUMP;
+        self.wall = wall;
+        self.mono = mono;
+        let network = connector.network();
+        let moved = network != self.network;
+        self.network = network;
+        jumped || moved
+    }
+}
+
+async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<Outcome> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k: SignalKind| -> Result<Option<tokio::signal::unix::Signal>> {
         Ok(if io.terminal { Some(signal(k)?) } else { None })
@@ -241,31 +477,21 @@ async fn drive(
         Screen::new(size)
     };
     let mut predict = crate::client::predict_overlay::PredictOverlay::default();
-    let mut link: Option<Link> = Some(first);
-    let mut attempts: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
-    let mut attempt_count = 0u32;
-    let mut next_attempt = Instant::now();
     let mut lost_since: Option<Instant> = None;
     let mut banner_tick = tokio::time::interval(Duration::from_millis(500));
-    let mut last_error: Option<String> = None;
+    let mut watch_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut watch = Watch::new(links.connector.as_ref());
     let mut notice_until: Option<Instant> = None;
     let mut out = Vec::with_capacity(64 * 1024);
-
-    core.set_timing(timing_for(
-        link.as_ref().map(|l| l.kind),
-        connector.as_ref(),
-    ));
-    if let Some(n) = connector.take_notice().filter(|_| terminal) {
-        screen.show(&mut out, &n);
-        notice_until = Some(Instant::now() + Duration::from_secs(4));
-    }
-    // Better paths (QUIC after an ssh fallback) are tried while the link is up.
-    let mut upgrades: FuturesUnordered<LinkFuture> = FuturesUnordered::new();
-    let mut next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i);
-    // Events from the first attach (Attached) are already queued.
     loop {
+        links.execute(&mut core).await;
+        if let Some(e) = links.give_up_error() {
+            write_terminal(&out)?;
+            return Err(e);
+        }
         // Apply everything the core wants to tell the terminal.
         while let Some(ev) = core.poll_event() {
+            links.core_saw(&ev);
             match ev {
                 Event::Write(bytes) => {
                     predict.hide(&mut out, screen.model());
@@ -274,14 +500,13 @@ async fn drive(
                         t(&bytes);
                     }
                 }
-                Event::Attached { .. } => {}
+                Event::Attached { .. } | Event::LinkQuiet => {}
+                Event::SnapshotFollows => screen.before_snapshot(&mut out),
                 Event::LinkLost => {
                     lost_since.get_or_insert_with(Instant::now);
                 }
                 Event::LinkBack => {
                     lost_since = None;
-                    attempts.clear();
-                    attempt_count = 0;
                     screen.hide(&mut out);
                 }
                 Event::Exited { code } => {
@@ -311,13 +536,26 @@ async fn drive(
                 }
             }
         }
-        if !terminal {
+        // The core's events may have queued policy actions (new attempts).
+        links.execute(&mut core).await;
+        if terminal {
+            if let Some(n) = links.notices.pop() {
+                links.notices.clear();
+                screen.hide(&mut out);
+                screen.show(&mut out, &n.to_string());
+                notice_until = Some(Instant::now() + NOTICE_FOR);
+            }
+        } else {
             // No banner without a terminal: the output stays the program's bytes.
+            links.notices.clear();
+        }
+        if !terminal {
         } else if let Some(since) = lost_since {
             let secs = since.elapsed().as_secs() + core.silence(Instant::now()).as_secs().min(1);
             let mut text =
                 format!("abide: no contact for {secs} s, reconnecting \u{2014} Ctrl-^ . quits");
-            if let Some(e) = &last_error {
+            if let Some(e) = links.policy.last_error() {
+                let e: String = e.to_string().chars().take(60).collect();
                 text.push_str(&format!(" ({e})"));
             }
             screen.show(&mut out, &text);
@@ -331,26 +569,9 @@ async fn drive(
             write_terminal(&out)?;
             out.clear();
         }
-        if let Some(l) = link.as_mut() {
-            if flush(l, &mut core).await.is_err() {
-                link = None;
-                core.link_down(Instant::now());
-                continue;
-            }
-        }
-        if let (Some(since), Some(limit)) = (lost_since, connector.give_up_after()) {
-            if since.elapsed() > limit {
-                bail!("lost the connection to the session and could not get it back");
-            }
-        }
-        // Start another attempt at a new link while the current one is quiet.
-        let want_attempt = lost_since.is_some() && attempts.len() < connector.max_parallel();
-        let attempt_at = if want_attempt {
-            Some(next_attempt)
-        } else {
-            None
-        };
+        links.flush(&mut core).await;
 
+        let (policy_at, core_at) = (links.policy.poll_timeout(), core.poll_timeout());
         tokio::select! {
             biased;
             Some(data) = stdin.recv() => {
@@ -361,7 +582,7 @@ async fn drive(
                             predict.keys(&bytes, core.last_input_seq(), screen.model());
                         }
                         Action::Detach => {
-                            if link.is_some() && lost_since.is_none() {
+                            if links.current.is_some() && lost_since.is_none() {
                                 core.detach();
                             } else {
                                 return Ok(Outcome::Quit { name: session_name(&core) });
@@ -371,94 +592,20 @@ async fn drive(
                     }
                 }
             }
-            frame = async { link.as_mut().unwrap().rx.next_raw().await }, if link.is_some() => {
-                match frame {
-                    Ok(Some(body)) => {
-                        let now = Instant::now();
-                        match crate::proto::frame::decode::<Down>(&body) {
-                            Ok(f) => {
-                                predict.frame(&f);
-                                if let Err(e) = core.on_frame(f, now) {
-                                    tracing::warn!("protocol error, reconnecting: {e}");
-                                    link = None;
-                                    core.link_down(now);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!("bad frame, reconnecting: {e}");
-                                link = None;
-                                core.link_down(now);
-                            }
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        link = None;
-                        core.link_down(Instant::now());
-                    }
-                }
+            frame = next_frame(&mut links.current) => {
+                links.frame_arrived(&mut core, frame, |f| predict.frame(f));
             }
-            Some(result) = attempts.next(), if !attempts.is_empty() => {
-                match result {
-                    Ok(mut new_link) => {
-                        let now = Instant::now();
-                        attempts.clear();
-                        core.set_timing(timing_for(Some(new_link.kind), connector.as_ref()));
-                        match send_hello(&mut new_link, &mut core, now).await {
-                            Ok(()) => {
-                                next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i);
-                                last_error = None;
-                                if let Some(n) = connector.take_notice().filter(|_| terminal) {
-                                    screen.hide(&mut out);
-                                    screen.show(&mut out, &n);
-                                    notice_until = Some(Instant::now() + Duration::from_secs(4));
-                                }
-                                link = Some(new_link);
-                            }
-                            Err(e) => last_error = Some(short(&e)),
-                        }
-                    }
-                    Err(e) => last_error = Some(short(&e)),
-                }
+            Some(r) = links.results.recv() => links.finished(r),
+            _ = sleep_until_opt(policy_at) => {
+                links.policy.handle_timeout(Instant::now());
             }
-            _ = async { tokio::time::sleep_until(attempt_at.unwrap().into()).await }, if attempt_at.is_some() => {
-                let lost_for = lost_since.map(|t| t.elapsed()).unwrap_or_default();
-                if let Some(f) = connector.connect_while_lost(lost_for) {
-                    attempts.push(f);
-                }
-                attempt_count += 1;
-                next_attempt = Instant::now() + connector.retry_interval(attempt_count);
-            }
-            _ = tokio::time::sleep_until(core.poll_timeout().into()) => {
+            _ = tokio::time::sleep_until(core_at.into()) => {
                 core.handle_timeout(Instant::now());
-                if core.is_lost() && lost_since.is_none() {
-                    lost_since = Some(Instant::now());
-                }
             }
-            _ = async { tokio::time::sleep_until(next_upgrade.unwrap().into()).await },
-                if next_upgrade.is_some() && lost_since.is_none() && upgrades.is_empty() => {
-                match connector.upgrade() {
-                    Some(f) => upgrades.push(f),
-                    None => next_upgrade = None,
-                }
-            }
-            Some(result) = upgrades.next(), if !upgrades.is_empty() => {
-                match result {
-                    // A better path: resume on it; the old link is dropped and
-                    // the server retires its channel (same client id).
-                    Ok(mut new_link) if lost_since.is_none() => {
-                        let now = Instant::now();
-                        core.set_timing(timing_for(Some(new_link.kind), connector.as_ref()));
-                        if send_hello(&mut new_link, &mut core, now).await.is_ok() {
-                            link = Some(new_link);
-                            if let Some(n) = connector.take_notice().filter(|_| terminal) {
-                                screen.hide(&mut out);
-                                screen.show(&mut out, &n);
-                                notice_until = Some(Instant::now() + Duration::from_secs(4));
-                            }
-                        }
-                        next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i);
-                    }
-                    _ => next_upgrade = connector.upgrade_interval().map(|i| Instant::now() + i),
+            _ = watch_tick.tick() => {
+                if watch.changed(links.connector.as_ref()) {
+                    let hint = links.connector.hint();
+                    links.policy.network_changed(hint, Instant::now());
                 }
             }
             _ = banner_tick.tick(), if lost_since.is_some() || notice_until.is_some() => {}
@@ -482,32 +629,9 @@ async fn drive(
             _ = next_signal(&mut hup) => bail!("terminal hung up (SIGHUP)"),
             _ = next_signal(&mut quit) => bail!("quit by SIGQUIT"),
         }
-        if lost_since.is_some() && attempts.is_empty() && attempt_count == 0 {
-            next_attempt = Instant::now();
-        }
-    }
-}
-
-/// Liveness timing follows the kind of link in use.
-fn timing_for(
-    kind: Option<crate::transport::framed::LinkKind>,
-    connector: &dyn Connector,
-) -> crate::proto::resume::Timing {
-    use crate::proto::resume::Timing;
-    use crate::transport::framed::LinkKind;
-    match kind {
-        Some(LinkKind::Quic) => Timing::QUIC,
-        Some(LinkKind::Ssh) => Timing::SSH,
-        Some(LinkKind::Local) => Timing::LOCAL,
-        None => connector.timing(),
     }
 }
 
 fn session_name(core: &ClientCore) -> String {
     core.session().map(|s| s.1.clone()).unwrap_or_default()
-}
-
-fn short(e: &anyhow::Error) -> String {
-    let s = format!("{e:#}");
-    s.chars().take(60).collect()
 }

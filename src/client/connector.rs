@@ -1,92 +1,129 @@
-//! How a client gets a new link to its session, and how hard it tries.
+//! What the link policy needs from the outside world: how to dial one
+//! attempt over a transport, and where to keep the hint of what worked. The
+//! policy (`proto::policy`) decides when to dial what; a connector only dials.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::Duration;
 
-use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
+use crate::proto::policy::{Action, AttemptId, Config, ConnectError, LinkPolicy, Transport};
 use crate::proto::resume::Timing;
 use crate::transport::framed::Link;
 
-pub type LinkFuture = Pin<Box<dyn Future<Output = Result<Link>> + Send>>;
+pub type DialFuture = Pin<Box<dyn Future<Output = Result<Link, ConnectError>> + Send>>;
 
 pub trait Connector: Send + Sync {
-    /// Starts one attempt at a new link.
-    fn connect(&self) -> LinkFuture;
-    /// Liveness timing for links from this connector.
-    fn timing(&self) -> Timing;
-    /// While the link is lost: how long after one attempt the next starts
-    /// (attempts overlap; the first to finish wins).
-    fn retry_interval(&self, attempts_so_far: u32) -> Duration;
-    /// Attempts that may run at once.
-    fn max_parallel(&self) -> usize {
-        4
-    }
-    /// Stop trying after this long without a link (`None`: keep trying until
-    /// the user quits, as a network client must).
-    fn give_up_after(&self) -> Option<Duration>;
-    /// Like [`connect`](Self::connect), told how long the link has been lost
-    /// (a connector may widen its search the longer it lasts). `None`: nothing
-    /// worth starting right now (e.g. the one ssh attempt allowed is running).
-    /// How many times the very first attach is tried when the link fails
-    /// before any answer.
-    fn first_attach_attempts(&self) -> usize {
-        1
-    }
-    fn connect_while_lost(&self, _lost_for: Duration) -> Option<LinkFuture> {
-        Some(self.connect())
-    }
-    /// A transport change the user should hear about once ("now over ssh").
-    fn take_notice(&self) -> Option<String> {
+    /// The policy's knobs: which transports, and the hint for this network.
+    fn config(&self) -> Config;
+    /// One attempt at a link over `transport`. `interactive`: ssh may prompt
+    /// (the first connect, before the terminal is raw).
+    fn dial(&self, transport: Transport, interactive: bool) -> DialFuture;
+    /// Record which transport worked on this host and local network.
+    fn remember(&self, _transport: Transport) {}
+    /// The local network as the connector sees it (source address prefix):
+    /// a change means the current link may be dead and the hint may differ.
+    fn network(&self) -> Option<String> {
         None
     }
-    /// While the link is up but on a fallback path: how often to try for a
-    /// better one, and the attempt itself.
-    fn upgrade_interval(&self) -> Option<Duration> {
-        None
-    }
-    fn upgrade(&self) -> Option<LinkFuture> {
+    /// The hint for the current network (after [`network`](Self::network) changed).
+    fn hint(&self) -> Option<Transport> {
         None
     }
 }
 
-/// The local daemon, in its runtime directory.
+/// Liveness timing for a link over `t`.
+pub fn timing_for(t: Transport) -> Timing {
+    match t {
+        Transport::Quic => Timing::QUIC,
+        Transport::Ssh => Timing::SSH,
+        Transport::Local => Timing::LOCAL,
+    }
+}
+
+/// One link, made as the session driver makes them (the link policy races
+/// the transports, typed failures decide fallbacks), for followers such as
+/// `abide watch` that reconnect on their own.
+pub async fn connect_once(
+    connector: &Arc<dyn Connector>,
+) -> Result<(Link, Transport), ConnectError> {
+    let mut policy = LinkPolicy::new(connector.config(), Instant::now());
+    policy.connect(Instant::now());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut aborts = HashMap::new();
+    let mut ready: HashMap<AttemptId, Link> = HashMap::new();
+    loop {
+        while let Some(action) = policy.poll_action() {
+            match action {
+                Action::Start {
+                    id,
+                    transport,
+                    interactive,
+                } => {
+                    let dial = connector.dial(transport, interactive);
+                    let h = tasks.spawn(async move { (id, dial.await) });
+                    aborts.insert(id, h);
+                }
+                Action::Cancel { id } => {
+                    if let Some(h) = aborts.remove(&id) {
+                        h.abort();
+                    }
+                    ready.remove(&id);
+                }
+                Action::Adopt { id, transport } => {
+                    if let Some(link) = ready.remove(&id) {
+                        return Ok((link, transport));
+                    }
+                }
+                Action::Remember(t) => connector.remember(t),
+                Action::Notice(_) => {}
+                Action::GiveUp(e) => return Err(e),
+            }
+        }
+        let at = policy.poll_timeout();
+        tokio::select! {
+            Some(done) = tasks.join_next() => {
+                let Ok((id, result)) = done else { continue };
+                if aborts.remove(&id).is_none() {
+                    continue;
+                }
+                match result {
+                    Ok(link) => {
+                        ready.insert(id, link);
+                        policy.attempt_succeeded(id, Instant::now());
+                    }
+                    Err(e) => policy.attempt_failed(id, e, Instant::now()),
+                }
+            }
+            _ = async { tokio::time::sleep_until(at.unwrap().into()).await }, if at.is_some() => {
+                policy.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+/// Opens the local socket (the caller decides whether a daemon is started).
+pub type LocalDial =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<Link>> + Send>> + Send + Sync>;
+
+/// The local daemon.
 pub struct Local {
-    pub runtime_dir: PathBuf,
-    /// Start a daemon when none runs (a new session needs one; attaching to
-    /// an existing session does not).
-    pub start: bool,
+    pub dial: LocalDial,
 }
 
 impl Connector for Local {
-    fn connect(&self) -> LinkFuture {
-        let rt = self.runtime_dir.clone();
-        let start = self.start;
+    fn config(&self) -> Config {
+        Config::local()
+    }
+
+    fn dial(&self, _transport: Transport, _interactive: bool) -> DialFuture {
+        let fut = (self.dial)();
         Box::pin(async move {
-            if start {
-                return crate::server::launch::connect_or_start(&rt).await;
-            }
-            let socket = crate::paths::socket_path(&rt);
-            Ok(crate::transport::unix::connect(&socket).await?)
+            // A daemon that is exiting or gone: tried again, a few times.
+            fut.await
+                .map_err(|e| ConnectError::Unreachable(format!("{e:#}")))
         })
-    }
-    /// A daemon that is exiting may take the connection and close it: the
-    /// first attach then goes to the next daemon (started by the command).
-    fn first_attach_attempts(&self) -> usize {
-        crate::server::launch::ATTEMPTS
-    }
-    fn timing(&self) -> Timing {
-        Timing::LOCAL
-    }
-    fn retry_interval(&self, _: u32) -> Duration {
-        Duration::from_millis(200)
-    }
-    fn max_parallel(&self) -> usize {
-        1
-    }
-    fn give_up_after(&self) -> Option<Duration> {
-        Some(Duration::from_secs(3))
     }
 }

@@ -3,28 +3,20 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::AsyncReadExt;
 
 use crate::cli::RemoteOpts;
-use crate::client::connector::{Connector, LinkFuture};
+use crate::client::connector::{Connector, DialFuture};
 use crate::client::deploy::{self, Bootstrapped};
-use crate::proto::resume::Timing;
+use crate::client::transport_memory::{network_of, TransportMemory};
+use crate::proto::policy::{Choice, Config, ConnectError, Transport};
 use crate::server::bootstrap::ConnectLine;
 use crate::transport::quic;
+use crate::transport::ssh_stdio::SshTarget;
 
-/// Quotes one word for the remote user's shell (ssh runs commands through it).
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::transport::ssh_stdio::sh_quote;
 
 /// The ssh command line the user asked for (`--ssh 'ssh -p 2222'`).
 pub fn ssh_argv(opts: &RemoteOpts) -> Result<Vec<String>> {
@@ -238,273 +230,97 @@ pub async fn resolve_udp(dest: &str, server_ip: Option<&str>, port: u16) -> Resu
         .with_context(|| format!("{host} has no address"))
 }
 
-/// Connector for QUIC links to one granted session.
+/// Connector for QUIC links only (`--transport udp`, the demo, tests).
 pub struct QuicConnector {
     pub target: quic::Target,
 }
 
-/// One handshake attempt may take this long before it counts as failed.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Maps a transport's error onto the policy's reasons: typed where the
+/// transport said what happened, else "unreachable" (retried).
+fn reason(e: anyhow::Error) -> ConnectError {
+    match e.downcast_ref::<ConnectError>() {
+        Some(c) => c.clone(),
+        None => ConnectError::Unreachable(format!("{e:#}")),
+    }
+}
+
+fn dial_quic(target: &quic::Target) -> DialFuture {
+    let target = target.clone();
+    Box::pin(async move { quic::connect(&target).await.map_err(reason) })
+}
 
 impl Connector for QuicConnector {
-    fn connect(&self) -> LinkFuture {
-        let target = self.target.clone();
-        Box::pin(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, quic::connect(&target)).await {
-                Ok(r) => r,
-                Err(_) => bail!("no UDP reply from {}", target.addr),
-            }
-        })
+    fn config(&self) -> Config {
+        Config::remote(Choice::Only(Transport::Quic), None)
     }
-    fn timing(&self) -> Timing {
-        Timing::QUIC
-    }
-    /// A new handshake every 250 ms while the path is down: the first one to
-    /// get through after the path returns wins, so recovery takes one interval
-    /// at worst plus a round trip. That is about 5 kB/s of handshake packets
-    /// while disconnected, and nothing extra while connected.
-    fn retry_interval(&self, _attempts: u32) -> Duration {
-        Duration::from_millis(250)
-    }
-    fn max_parallel(&self) -> usize {
-        HANDSHAKE_TIMEOUT.as_millis() as usize / 250
-    }
-    fn give_up_after(&self) -> Option<Duration> {
-        None
+
+    fn dial(&self, _transport: Transport, _interactive: bool) -> DialFuture {
+        dial_quic(&self.target)
     }
 }
 
-/// Which path a [`RemoteConnector`] uses now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Not yet known (auto, first connect): QUIC first, ssh if UDP gets no answer.
-    Undecided,
-    Quic,
-    Ssh,
-}
-
-/// QUIC, ssh, or QUIC falling back to ssh, per `--transport`.
+/// QUIC, ssh, or both raced, per `--transport`; the transport memory gives
+/// the policy its hint for this host and local network.
 pub struct RemoteConnector {
     pub quic: QuicConnector,
-    pub ssh: crate::transport::ssh_stdio::SshTarget,
-    pub choice: crate::cli::TransportChoice,
-    /// Key for the per-host transport memory.
+    pub ssh: SshTarget,
+    pub choice: Choice,
+    /// The host part of the memory's key.
     pub host_key: String,
-    memory: crate::client::transport_memory::TransportMemory,
-    mode: std::sync::Mutex<Mode>,
-    notice: std::sync::Mutex<Option<String>>,
-    /// The first ssh connect may prompt (it happens before raw mode).
-    interactive_used: std::sync::atomic::AtomicBool,
-    /// An ssh attempt is running (one at a time is enough).
-    ssh_in_flight: Arc<std::sync::atomic::AtomicBool>,
-    /// auto, on ssh: how often UDP is tried again.
-    pub upgrade_every: Duration,
-}
-
-use std::sync::atomic::Ordering as AtomicOrdering;
-use std::sync::Arc;
-
-/// auto: how long the first QUIC handshake may take before ssh takes over.
-/// A handshake on a working path takes one or two round trips (well under a
-/// second even intercontinentally, with retransmission at 300 ms); 2.5 s
-/// covers a lossy path's first retransmissions without making a UDP-less
-/// network wait long.
-const AUTO_UDP_WAIT: Duration = Duration::from_millis(2500);
-
-/// auto, on QUIC: after this long without a link, ssh is tried alongside.
-const AUTO_SSH_AFTER: Duration = Duration::from_secs(5);
-
-/// auto, on ssh: how often to try UDP again (`ABIDE_UDP_RETRY_S` overrides).
-fn udp_retry_interval() -> Duration {
-    std::env::var("ABIDE_UDP_RETRY_S")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(30))
+    memory: TransportMemory,
 }
 
 impl RemoteConnector {
     pub fn new(
         quic: QuicConnector,
-        ssh: crate::transport::ssh_stdio::SshTarget,
-        choice: crate::cli::TransportChoice,
+        ssh: SshTarget,
+        choice: Choice,
         host_key: String,
-        memory: crate::client::transport_memory::TransportMemory,
+        memory: TransportMemory,
     ) -> Self {
-        use crate::cli::TransportChoice as T;
-        let mode = match choice {
-            T::Udp => Mode::Quic,
-            T::Ssh => Mode::Ssh,
-            T::Auto if memory.prefers_ssh(&host_key) => Mode::Ssh,
-            T::Auto => Mode::Undecided,
-        };
-        let notice = (choice == T::Auto && mode == Mode::Ssh).then(|| {
-            "abide: over ssh (UDP did not get through last time); trying UDP in the background"
-                .to_string()
-        });
         RemoteConnector {
             quic,
             ssh,
             choice,
             host_key,
             memory,
-            mode: std::sync::Mutex::new(mode),
-            notice: std::sync::Mutex::new(notice),
-            interactive_used: std::sync::atomic::AtomicBool::new(false),
-            ssh_in_flight: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            upgrade_every: udp_retry_interval(),
         }
     }
 
-    fn mode(&self) -> Mode {
-        *self.mode.lock().unwrap()
-    }
-
-    fn ssh_attempt(&self) -> LinkFuture {
-        let target = self.ssh.clone();
-        let interactive = !self.interactive_used.swap(true, AtomicOrdering::SeqCst);
-        self.ssh_in_flight.store(true, AtomicOrdering::SeqCst);
-        // Cleared however the attempt ends, including being dropped unfinished
-        // (the driver drops pending attempts when the old link comes back).
-        let in_flight = InFlight(self.ssh_in_flight.clone());
-        Box::pin(async move {
-            let _in_flight = in_flight;
-            crate::transport::ssh_stdio::connect(&target, interactive).await
-        })
-    }
-
-    fn set_mode(&self, m: Mode) {
-        *self.mode.lock().unwrap() = m;
+    fn network_key(&self) -> String {
+        network_of(self.quic.target.addr).unwrap_or_else(|| "unknown".into())
     }
 }
 
-struct InFlight(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.store(false, AtomicOrdering::SeqCst);
-    }
-}
-
-/// Makes `connect` futures that can update the connector's mode when they
-/// finish; the connector is shared with the driver through an `Arc`.
-pub struct SharedRemote(pub Arc<RemoteConnector>);
-
-impl Connector for SharedRemote {
-    fn connect(&self) -> LinkFuture {
-        match self.connect_while_lost(Duration::ZERO) {
-            Some(f) => f,
-            None => Box::pin(async { bail!("an ssh attempt is already running") }),
-        }
+impl Connector for RemoteConnector {
+    fn config(&self) -> Config {
+        Config::remote(self.choice, self.hint())
     }
 
-    fn connect_while_lost(&self, lost_for: Duration) -> Option<LinkFuture> {
-        let me = self.0.clone();
-        Some(match me.mode() {
-            Mode::Quic => {
-                let auto = me.choice == crate::cli::TransportChoice::Auto;
-                if auto
-                    && lost_for > AUTO_SSH_AFTER
-                    && !me.ssh_in_flight.load(AtomicOrdering::SeqCst)
-                {
-                    // Perhaps this network drops UDP: let ssh race the handshakes.
-                    let fut = me.ssh_attempt();
-                    return Some(Box::pin(async move {
-                        let link = fut.await?;
-                        me.set_mode(Mode::Ssh);
-                        *me.notice.lock().unwrap() =
-                            Some("abide: no UDP reply; carrying on over ssh".into());
-                        me.memory.remember(&me.host_key, "ssh");
-                        Ok(link)
-                    }));
-                }
-                me.quic.connect()
+    fn dial(&self, transport: Transport, interactive: bool) -> DialFuture {
+        match transport {
+            Transport::Ssh => {
+                let target = self.ssh.clone();
+                Box::pin(async move {
+                    crate::transport::ssh_stdio::connect(&target, interactive)
+                        .await
+                        .map_err(reason)
+                })
             }
-            Mode::Ssh => {
-                if me.ssh_in_flight.load(AtomicOrdering::SeqCst) {
-                    // One ssh at a time; the next interval tries again.
-                    return None;
-                }
-                me.ssh_attempt()
-            }
-            Mode::Undecided => Box::pin(async move {
-                let quic = tokio::time::timeout(
-                    AUTO_UDP_WAIT,
-                    crate::transport::quic::connect(&me.quic.target),
-                )
-                .await;
-                match quic {
-                    Ok(Ok(link)) => {
-                        me.set_mode(Mode::Quic);
-                        me.memory.remember(&me.host_key, "udp");
-                        Ok(link)
-                    }
-                    // A wrong certificate is an attack or a misconfiguration, not a blocked port.
-                    Ok(Err(e)) if format!("{e:#}").contains("fingerprint mismatch") => Err(e),
-                    _ => {
-                        let link = me.ssh_attempt().await?;
-                        me.set_mode(Mode::Ssh);
-                        *me.notice.lock().unwrap() = Some(format!(
-                            "abide: no UDP reply from {} within {:.1} s; carrying on over ssh",
-                            me.quic.target.addr,
-                            AUTO_UDP_WAIT.as_secs_f64()
-                        ));
-                        me.memory.remember(&me.host_key, "ssh");
-                        Ok(link)
-                    }
-                }
-            }),
-        })
-    }
-
-    fn timing(&self) -> Timing {
-        match self.0.mode() {
-            Mode::Ssh => Timing::SSH,
-            _ => Timing::QUIC,
+            _ => dial_quic(&self.quic.target),
         }
     }
 
-    /// QUIC: every 250 ms (see [`QuicConnector`]). ssh: 0.5, 1, 2, 2, ... s:
-    /// never more than 2 s between tries while the network is down.
-    fn retry_interval(&self, attempts: u32) -> Duration {
-        match self.0.mode() {
-            Mode::Ssh => Duration::from_millis(500u64 << attempts.saturating_sub(1).min(2)),
-            _ => self.0.quic.retry_interval(attempts),
-        }
+    fn remember(&self, transport: Transport) {
+        self.memory
+            .remember(&self.host_key, &self.network_key(), transport);
     }
 
-    fn max_parallel(&self) -> usize {
-        self.0.quic.max_parallel() + 1
+    fn network(&self) -> Option<String> {
+        network_of(self.quic.target.addr)
     }
 
-    fn give_up_after(&self) -> Option<Duration> {
-        None
-    }
-
-    fn take_notice(&self) -> Option<String> {
-        self.0.notice.lock().unwrap().take()
-    }
-
-    fn upgrade_interval(&self) -> Option<Duration> {
-        (self.0.choice == crate::cli::TransportChoice::Auto && self.0.mode() == Mode::Ssh)
-            .then_some(self.0.upgrade_every)
-    }
-
-    fn upgrade(&self) -> Option<LinkFuture> {
-        self.upgrade_interval()?;
-        let me = self.0.clone();
-        Some(Box::pin(async move {
-            let link = tokio::time::timeout(
-                AUTO_UDP_WAIT,
-                crate::transport::quic::connect(&me.quic.target),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("no UDP reply"))??;
-            me.set_mode(Mode::Quic);
-            *me.notice.lock().unwrap() =
-                Some("abide: UDP gets through again; moved the session to QUIC".into());
-            me.memory.remember(&me.host_key, "udp");
-            Ok(link)
-        }))
+    fn hint(&self) -> Option<Transport> {
+        self.memory.hint(&self.host_key, &self.network_key())
     }
 }

@@ -34,10 +34,11 @@ pub async fn follow(connector: Arc<dyn Connector>, reports: mpsc::Sender<Report>
     let mut dedup = Dedup::default();
     let mut attempts = 0u32;
     loop {
-        let why = match connector.connect().await {
-            Ok(link) => {
+        let why = match crate::client::connector::connect_once(&connector).await {
+            Ok((link, transport)) => {
                 attempts = 0;
-                match session(link, connector.as_ref(), &mut dedup, &reports).await {
+                let timing = crate::client::connector::timing_for(transport);
+                match session(link, timing, &mut dedup, &reports).await {
                     Ok(Ended::ReportsClosed) => return Ok(()),
                     Ok(Ended::Lost(why)) => why,
                     Err(e) => return Err(e),
@@ -49,12 +50,8 @@ pub async fn follow(connector: Arc<dyn Connector>, reports: mpsc::Sender<Report>
             return Ok(());
         }
         attempts += 1;
-        tokio::time::sleep(
-            connector
-                .retry_interval(attempts)
-                .max(Duration::from_millis(200)),
-        )
-        .await;
+        // 0.25, 0.5, 1, 2, 2 ... s between rounds of attempts.
+        tokio::time::sleep(Duration::from_millis(250 << attempts.min(4).saturating_sub(1))).await;
     }
 }
 
@@ -65,11 +62,10 @@ enum Ended {
 
 async fn session(
     mut link: Link,
-    connector: &dyn Connector,
+    timing: crate::proto::resume::Timing,
     dedup: &mut Dedup,
     reports: &mpsc::Sender<Report>,
 ) -> Result<Ended> {
-    let timing = connector.timing();
     let mut hello = Hello::new(Request::Watch(WatchRequest {
         after: dedup.after(),
     }));

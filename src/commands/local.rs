@@ -55,8 +55,16 @@ pub async fn attach_local(target: Target) -> Result<i32> {
         }
     }
     let conn = Arc::new(connector::Local {
-        runtime_dir: rt,
-        start: create,
+        dial: Box::new(move || {
+            let rt = rt.clone();
+            Box::pin(async move {
+                if create {
+                    return launch::connect_or_start(&rt).await;
+                }
+                let socket = paths::socket_path(&rt);
+                Ok(crate::transport::unix::connect(&socket).await?)
+            })
+        }),
     });
     let outcome = attach::run(conn, target).await?;
     Ok(terminal_contract::farewell(&outcome, |n| n.to_string()))
@@ -93,7 +101,15 @@ pub async fn new(args: NewArgs) -> Result<i32> {
         .expect("a daemon was started");
     match reply {
         Down::Attached(a) => {
-            if let Some((code, said)) = exited_at_once(&mut link).await {
+            let ended = exited_at_once(&mut link).await;
+            if let Some((0, _)) = ended {
+                eprintln!(
+                    "abide: session '{}' ran and already finished (status 0)",
+                    a.name
+                );
+                return Ok(0);
+            }
+            if let Some((code, said)) = ended {
                 let said = String::from_utf8_lossy(&said);
                 let said = said.trim();
                 bail!(

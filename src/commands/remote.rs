@@ -48,6 +48,16 @@ fn place(arg: Option<String>) -> Result<Place> {
     Ok(Place::Local(Some(arg)))
 }
 
+/// `--transport` as the link policy's choice.
+pub fn choice(t: crate::cli::TransportChoice) -> crate::proto::policy::Choice {
+    use crate::proto::policy::{Choice, Transport};
+    match t {
+        crate::cli::TransportChoice::Auto => Choice::Race,
+        crate::cli::TransportChoice::Udp => Choice::Only(Transport::Quic),
+        crate::cli::TransportChoice::Ssh => Choice::Only(Transport::Ssh),
+    }
+}
+
 async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> Result<i32> {
     // Refuse before the bootstrap, which would otherwise start a session for nobody.
     if !crate::client::tty::is_tty() {
@@ -67,25 +77,34 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
         dest: host.to_string(),
         server,
     };
-    let remote = r::RemoteConnector::new(
+    let conn = Arc::new(r::RemoteConnector::new(
         r::QuicConnector { target },
         ssh,
-        opts.transport,
+        choice(opts.transport),
         host.to_string(),
         crate::client::transport_memory::TransportMemory::default_location(),
-    );
-    let conn = Arc::new(r::SharedRemote(Arc::new(remote)));
+    ));
     let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
     Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
         format!("{host}:{n}")
     }))
 }
 
+/// The session `abide HOST` opens with the login shell, and resumes.
+pub const LOGIN_SESSION: &str = "login";
+
 /// `abide [user@]host [-s NAME] [-- cmd...]`
 pub async fn open(args: ConnectArgs) -> Result<i32> {
     let host = args.destination.expect("destination given");
+    // The login shell lives in a session of its own name, so that `abide
+    // HOST` comes back to it rather than to whichever session ran last.
+    let session = match (&args.session, args.command.is_empty()) {
+        (Some(s), _) => Some(s.as_str()),
+        (None, true) => Some(LOGIN_SESSION),
+        (None, false) => None,
+    };
     let spec = BootstrapSpec {
-        session: args.session.as_deref(),
+        session,
         command: &args.command,
         existing_only: false,
         watch: false,

@@ -17,9 +17,12 @@ use crate::proto::attention::{AttentionEvent, EventKind};
 pub async fn run(args: WatchArgs, opts: RemoteOpts) -> Result<i32> {
     let (tx, mut rx) = mpsc::channel::<(String, Report)>(64);
     if args.hosts.is_empty() {
+        let rt = crate::paths::runtime_dir()?;
         let conn: Arc<dyn Connector> = Arc::new(connector::Local {
-            runtime_dir: crate::paths::runtime_dir()?,
-            start: false,
+            dial: Box::new(move || {
+                let socket = crate::paths::socket_path(&rt);
+                Box::pin(async move { Ok(crate::transport::unix::connect(&socket).await?) })
+            }),
         });
         spawn_follow(String::new(), conn, tx.clone());
     }
@@ -112,11 +115,11 @@ async fn remote_connector(opts: &RemoteOpts, host: &str) -> Result<Arc<dyn Conne
     let remote = r::RemoteConnector::new(
         r::QuicConnector { target },
         ssh,
-        opts.transport,
+        crate::commands::remote::choice(opts.transport),
         host.to_string(),
         crate::client::transport_memory::TransportMemory::default_location(),
     );
-    Ok(Arc::new(r::SharedRemote(Arc::new(remote))))
+    Ok(Arc::new(remote))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -92,8 +92,10 @@ pub async fn serve(
         }
         match &mut request {
             Request::Attach(a) => a.target = Target::Id(grant.session_id),
-            // Any grant is this user's, proven over ssh: it may watch.
-            Request::Watch(_) => {}
+            // A watch grant (`GrantWatch`, session 0) may watch; a session's
+            // grant may not: it can come from a restricted forced command
+            // (`--stdio --session NAME`) that must not see other sessions.
+            Request::Watch(_) if grant.session_id == 0 => {}
             _ => {
                 refuse(
                     &mut tx,

@@ -21,7 +21,7 @@ use crate::proto::frame::{self, Down, Hello};
 use crate::transport::framed::FrameReader;
 
 /// Marks the start of the frame stream on ssh's stdout.
-pub const READY: &[u8] = b"\x00ABIDE-STDIO-1\x00";
+pub use crate::proto::frame::STDIO_READY as READY;
 
 /// In the restricted mode, as a forced command: whether the client asked ssh
 /// for a bootstrap (`abide HOST` bootstraps before it attaches). sshd puts

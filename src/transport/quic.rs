@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -389,10 +389,13 @@ pub async fn connect(target: &Target) -> Result<Link> {
         Ok(c) => c,
         Err(e) => {
             if mismatch.load(Ordering::SeqCst) {
-                bail!(
-                    "server certificate fingerprint mismatch: {} is not the server the ssh bootstrap described; refusing to connect",
-                    target.addr
-                );
+                // Typed: the link policy never falls back from this one.
+                return Err(anyhow::Error::new(
+                    crate::proto::policy::ConnectError::FingerprintMismatch(format!(
+                        "{} is not the server the ssh bootstrap described; refusing to connect",
+                        target.addr
+                    )),
+                ));
             }
             return Err(anyhow!(e).context(format!("QUIC handshake with {}", target.addr)));
         }

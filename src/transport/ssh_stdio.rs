@@ -13,8 +13,20 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use crate::server::stdio::READY;
+use crate::proto::frame::STDIO_READY as READY;
+use crate::proto::policy::ConnectError;
 use crate::transport::framed::{split, Link, LinkKind};
+
+/// Quotes one word for the remote user's shell (ssh runs commands through it).
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
 
 #[derive(Clone, Debug)]
 pub struct SshTarget {
@@ -46,7 +58,7 @@ pub async fn connect(t: &SshTarget, interactive: bool) -> Result<Link> {
     }
     let remote = format!(
         "{} server --stdio",
-        crate::client::remote::sh_quote(&t.server)
+        sh_quote(&t.server)
     );
     cmd.arg(&t.dest).arg(remote);
     cmd.stdin(Stdio::piped())
@@ -146,20 +158,20 @@ fn explain_failure(
         format!(": {words}")
     };
     if code == Some(127) || words.contains("command not found") {
-        return anyhow!(
+        return anyhow::Error::new(ConnectError::NotInstalled(format!(
             "abide is not installed on the remote host (ran '{}' on {}){said}",
             t.server,
             t.dest
-        );
+        )));
     }
     if !interactive
         && (words.contains("Permission denied")
             || words.contains("password")
             || words.contains("passphrase"))
     {
-        return anyhow!(
+        return anyhow::Error::new(ConnectError::AuthRefused(format!(
             "ssh could not reconnect: authentication needs a password, and nobody can answer a prompt in the background. Use a key with ssh-agent, or ControlMaster/ControlPersist in ~/.ssh/config{said}"
-        );
+        )));
     }
     anyhow!(
         "ssh to {} failed (exit {}){said}",

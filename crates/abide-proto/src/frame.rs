@@ -21,6 +21,10 @@ pub const MAGIC: u32 = 0x4142_4401;
 /// in pieces no larger than this.
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
 
+/// Written by `abide server --stdio` before the frame stream on ssh's
+/// stdout, so the client knows ssh got in (and skips any login banner).
+pub const STDIO_READY: &[u8] = b"\x00ABIDE-STDIO-1\x00";
+
 /// The largest output or input payload put into one frame.
 pub const MAX_CHUNK: usize = 32 * 1024;
 

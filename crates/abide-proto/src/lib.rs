@@ -12,8 +12,11 @@ pub mod frame;
 pub mod input;
 pub mod limits;
 pub mod outlog;
+pub mod policy;
 pub mod predict;
 pub mod resume;
 pub mod server;
+#[cfg(test)]
+mod sim;
 
 pub use frame::{Down, Hello, Request, Up};

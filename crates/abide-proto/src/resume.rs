@@ -19,6 +19,9 @@ use super::input::InputQueue;
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub ping_interval: Duration,
+    /// Quiet this long: worth a spare link beside this one (not yet lost:
+    /// a loss burst does this too, so nothing is torn down).
+    pub quiet_after: Duration,
     pub silence_limit: Duration,
 }
 
@@ -27,21 +30,24 @@ impl Timing {
     /// path within a second, which is what makes fast recovery possible.
     pub const QUIC: Timing = Timing {
         ping_interval: Duration::from_millis(250),
+        quiet_after: Duration::from_millis(550),
         silence_limit: Duration::from_millis(1000),
     };
-    /// Over ssh, a silence of 1.2 s starts a new ssh beside the old one (the
-    /// old link stays in use until the new one works, so a false alarm on a
-    /// slow path costs one spare ssh login, not a gap). With about 0.8 s for
-    /// a new ssh login, a NAT rebind or a roam is recovered in about 2 s.
+    /// Over ssh, a quiet of 0.55 s (two pings unanswered) starts a new ssh
+    /// beside the old one (the old link stays in use until the new one works,
+    /// so a false alarm on a slow path costs one spare ssh login, not a gap):
+    /// a NAT rebind or a roam is recovered in about one ssh login more.
     /// Slightly more patient than QUIC: TCP under loss stalls for a
     /// retransmission timeout (200 ms and up) where QUIC would not.
     pub const SSH: Timing = Timing {
         ping_interval: Duration::from_millis(250),
+        quiet_after: Duration::from_millis(550),
         silence_limit: Duration::from_millis(1200),
     };
     /// The local socket only dies with the daemon; pings just prove it answers.
     pub const LOCAL: Timing = Timing {
         ping_interval: Duration::from_millis(2000),
+        quiet_after: Duration::from_millis(6000),
         silence_limit: Duration::from_millis(6000),
     };
 }
@@ -57,6 +63,8 @@ pub enum Event {
         name: String,
         session_id: u64,
     },
+    /// Nothing heard for `Timing::quiet_after`: make a spare link beside this one.
+    LinkQuiet,
     /// Nothing heard for `Timing::silence_limit`: show the banner, find a new link.
     LinkLost,
     /// A frame arrived after `LinkLost`: hide the banner.
@@ -71,6 +79,10 @@ pub enum Event {
     },
     /// What happened while the user was away (sent once, on attach).
     Away(super::attention::Summary),
+    /// The next `Write` is a snapshot: it redraws the whole screen, so the
+    /// terminal should first drop the modes and scroll region of what it
+    /// showed before (which may have been drawn at another size).
+    SnapshotFollows,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +113,7 @@ pub struct ClientCore {
     size_sent: bool,
     timing: Timing,
     attached: bool,
+    quiet: bool,
     lost: bool,
     last_heard: Instant,
     last_ping: Instant,
@@ -130,6 +143,7 @@ impl ClientCore {
             size_sent: false,
             timing,
             attached: false,
+            quiet: false,
             lost: false,
             last_heard: now,
             last_ping: now,
@@ -299,6 +313,7 @@ impl ClientCore {
                         });
                     }
                     self.offset = offset;
+                    self.events.push_back(Event::SnapshotFollows);
                     self.events
                         .push_back(Event::Write(std::mem::take(&mut self.snapshot)));
                 }
@@ -336,6 +351,7 @@ impl ClientCore {
 
     fn heard(&mut self, now: Instant) {
         self.last_heard = now;
+        self.quiet = false;
         if self.lost {
             self.lost = false;
             self.events.push_back(Event::LinkBack);
@@ -347,8 +363,10 @@ impl ClientCore {
         let ping = self.last_ping + self.timing.ping_interval;
         if self.lost {
             ping
-        } else {
+        } else if self.quiet {
             ping.min(self.last_heard + self.timing.silence_limit)
+        } else {
+            ping.min(self.last_heard + self.timing.quiet_after)
         }
     }
 
@@ -357,6 +375,14 @@ impl ClientCore {
             self.last_ping = now;
             self.nonce += 1;
             self.outbox.push_back(Up::Ping { nonce: self.nonce });
+        }
+        if !self.quiet
+            && !self.lost
+            && !self.finished
+            && now >= self.last_heard + self.timing.quiet_after
+        {
+            self.quiet = true;
+            self.events.push_back(Event::LinkQuiet);
         }
         if !self.lost && !self.finished && now >= self.last_heard + self.timing.silence_limit {
             self.lost = true;
@@ -565,7 +591,7 @@ mod tests {
         c.handle_timeout(later);
         c.handle_timeout(later + Duration::from_secs(5));
         let lost: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
-        assert_eq!(lost, vec![Event::LinkLost]);
+        assert_eq!(lost, vec![Event::LinkQuiet, Event::LinkLost]);
         c.on_frame(Down::Pong { nonce: 1 }, later + Duration::from_secs(6))
             .unwrap();
         assert_eq!(c.poll_event(), Some(Event::LinkBack));
@@ -675,5 +701,43 @@ mod tests {
         assert_eq!(writes(&mut c), b"screen");
         assert_eq!(c.offset(), 500);
         assert!(drain(&mut c).contains(&Up::Ack { offset: 500 }));
+    }
+
+    /// The driver must know a snapshot from output, to drop what the terminal
+    /// showed before it; plain output carries no such mark.
+    #[test]
+    fn a_snapshot_is_announced_just_before_its_bytes() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.on_frame(
+            Down::Output {
+                offset: 0,
+                data: b"out".to_vec(),
+            },
+            t,
+        )
+        .unwrap();
+        c.on_frame(
+            Down::Snapshot {
+                offset: 500,
+                data: b"screen".to_vec(),
+                last: true,
+            },
+            t,
+        )
+        .unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| c.poll_event())
+            .filter(|e| !matches!(e, Event::Attached { .. }))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                Event::Write(b"out".to_vec()),
+                Event::SnapshotFollows,
+                Event::Write(b"screen".to_vec())
+            ]
+        );
     }
 }
