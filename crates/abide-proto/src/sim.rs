@@ -110,7 +110,7 @@ impl<T> Dir<T> {
 }
 
 enum UpMsg {
-    Hello(Hello),
+    Hello(Box<Hello>),
     Up(Up),
 }
 
@@ -191,7 +191,7 @@ impl World {
     }
 
     fn path_ok(&self, transport: Transport) -> bool {
-        !self.blackhole && !(transport == Transport::Quic && self.udp_blocked)
+        !(self.blackhole || transport == Transport::Quic && self.udp_blocked)
     }
 
     fn through(&mut self, transport: Transport) -> bool {
@@ -293,7 +293,7 @@ impl World {
                 let hello = self.core.hello(now);
                 self.core.link_up(now);
                 let rto = self.rto_for(transport);
-                self.links[i].up.push(UpMsg::Hello(hello), self.now, rto);
+                self.links[i].up.push(UpMsg::Hello(Box::new(hello)), self.now, rto);
             }
             Action::Notice(_) => {}
             Action::Remember(t) => self.remembered.push(t),
