@@ -80,6 +80,7 @@ pub struct Report {
     pub remembered: Vec<Transport>,
     pub starts: usize,
     pub max_in_flight: usize,
+    pub max_ssh_in_flight: usize,
     /// When each link was adopted (from the start of the run), and its transport.
     pub adopted: Vec<(Duration, Transport)>,
 }
@@ -178,6 +179,7 @@ struct World {
     remembered: Vec<Transport>,
     starts: usize,
     max_in_flight: usize,
+    max_ssh_in_flight: usize,
     adopted: Vec<(Duration, Transport)>,
 }
 
@@ -271,6 +273,12 @@ impl World {
                     give_up_at: self.now + timeout,
                 });
                 self.max_in_flight = self.max_in_flight.max(self.attempts.len());
+                let ssh = self
+                    .attempts
+                    .iter()
+                    .filter(|a| a.transport == Transport::Ssh)
+                    .count();
+                self.max_ssh_in_flight = self.max_ssh_in_flight.max(ssh);
             }
             Action::Cancel { id } => {
                 self.attempts.retain(|a| a.id != id);
@@ -293,7 +301,9 @@ impl World {
                 let hello = self.core.hello(now);
                 self.core.link_up(now);
                 let rto = self.rto_for(transport);
-                self.links[i].up.push(UpMsg::Hello(Box::new(hello)), self.now, rto);
+                self.links[i]
+                    .up
+                    .push(UpMsg::Hello(Box::new(hello)), self.now, rto);
             }
             Action::Notice(_) => {}
             Action::Remember(t) => self.remembered.push(t),
@@ -701,6 +711,7 @@ impl World {
             remembered: self.remembered,
             starts: self.starts,
             max_in_flight: self.max_in_flight,
+            max_ssh_in_flight: self.max_ssh_in_flight,
             adopted: self.adopted,
         }
     }
@@ -797,6 +808,7 @@ pub fn run(sc: &Scenario, seed: u64) -> Report {
         remembered: Vec::new(),
         starts: 0,
         max_in_flight: 0,
+        max_ssh_in_flight: 0,
         adopted: Vec::new(),
     };
     w.run()
@@ -923,10 +935,13 @@ mod tests {
                 sc.duration = s(60);
                 sc.faults = vec![(ms(0), Change::BlockUdp(true))];
                 match change {
+                    // One login gate (no crowd of ssh logins) plus one login.
                     None => {
+                        let cfg = Config::remote(Choice::Race, None);
+                        let login = sc.one_way * 12 + ms(150);
                         sc.faults.push((s(10), Change::Blackhole(true)));
                         sc.faults.push((s(40), Change::Blackhole(false)));
-                        sc.recoveries = vec![(s(40), s(1))];
+                        sc.recoveries = vec![(s(40), cfg.ssh_login + login + LINE_EVERY)];
                     }
                     Some(c) => {
                         sc.faults.push((s(10), c));
@@ -996,6 +1011,25 @@ mod tests {
             assert_eq!(r.adopted[0].1, Transport::Quic, "{:?}", r.adopted);
             assert_eq!(r.final_transport, Some(Transport::Quic));
             assert_eq!(r.remembered, vec![Transport::Quic]);
+        });
+    }
+
+    /// A slow machine: ssh logins take 1.5 s. With a stale "ssh" hint the
+    /// connect must not start a crowd of logins (each would slow the others).
+    #[test]
+    fn slow_logins_are_not_crowded() {
+        seeds(30, |seed| {
+            let mut sc = base(Choice::Race);
+            sc.hint = Some(Transport::Ssh);
+            sc.one_way = ms(100);
+            sc.faults = vec![(ms(0), Change::BlockUdp(true))];
+            let r = run(&sc, seed);
+            assert_eq!(r.adopted[0].1, Transport::Ssh);
+            assert!(
+                r.max_ssh_in_flight <= 2,
+                "{} ssh logins at once",
+                r.max_ssh_in_flight
+            );
         });
     }
 
