@@ -1,6 +1,7 @@
 //! A UDP relay on loopback that breaks the path on command: blackhole, random
 //! loss in each direction, NAT rebinding (the server sees a new source port)
-//! and roaming (the client's old address stops working altogether). Used by the
+//! and roaming (the client's old address stops working altogether), and a
+//! bottleneck (bandwidth limit with a bounded queue, and delay). Used by the
 //! tests and by `abide demo`; it only ever binds and sends on loopback.
 //! A one-way delay with jitter turns loopback into a slow link (see `Delayer`).
 
@@ -8,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio::net::UdpSocket;
@@ -59,6 +61,9 @@ struct Shared {
     flows: Mutex<HashMap<SocketAddr, Flow>>,
     counters: Counters,
     delayed: tokio::sync::mpsc::Sender<Delayed>,
+    /// Bandwidth limits, client → server and server → client.
+    shape_up: Bottleneck,
+    shape_down: Bottleneck,
 }
 
 pub struct FaultProxy {
@@ -104,6 +109,8 @@ impl FaultProxy {
             flows: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             delayed: delayed_tx,
+            shape_up: Bottleneck::default(),
+            shape_down: Bottleneck::default(),
         });
         let task = tokio::spawn(relay_up(shared.clone()));
         let delayer = tokio::spawn(run_delayer(shared.listen.clone(), delayed_rx));
@@ -176,6 +183,14 @@ impl FaultProxy {
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }
+
+    /// A bottleneck in each direction: `bits_per_sec` (none: unlimited)
+    /// with a queue of about 100 ms of it, then `one_way` delay.
+    pub fn shape(&self, bits_per_sec: Option<u64>, one_way: Duration) {
+        self.shared.shape_up.set(bits_per_sec);
+        self.shared.shape_down.set(bits_per_sec);
+        self.delay(one_way, Duration::ZERO);
+    }
 }
 
 async fn new_flow(shared: &Arc<Shared>, client: SocketAddr) -> Result<Flow> {
@@ -219,7 +234,13 @@ async fn relay_up(shared: Arc<Shared>) {
             },
         };
         shared.counters.up.fetch_add(1, Ordering::Relaxed);
-        let due = shared.faults.lock().unwrap().due();
+        let due = match shared.shape_up.admit(n) {
+            Some(depart) => shared.faults.lock().unwrap().due_after(depart),
+            None => {
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
         match due {
             Some(due) => delay(&shared, due, Dest::Up(upstream), &buf[..n]),
             None => {
@@ -245,7 +266,13 @@ async fn relay_down(shared: Arc<Shared>, upstream: Arc<UdpSocket>, client: Socke
             continue;
         }
         shared.counters.down.fetch_add(1, Ordering::Relaxed);
-        let due = shared.faults.lock().unwrap().due();
+        let due = match shared.shape_down.admit(n) {
+            Some(depart) => shared.faults.lock().unwrap().due_after(depart),
+            None => {
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
         match due {
             Some(due) => delay(&shared, due, Dest::Down(client), &buf[..n]),
             None => {
@@ -330,6 +357,66 @@ async fn run_delayer(listen: Arc<UdpSocket>, mut rx: tokio::sync::mpsc::Receiver
                         };
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A bottleneck link: a token bucket of `rate` bytes/s (one packet of
+/// burst) in front of a bounded queue, as a slow access link with a buffer
+/// behaves: packets beyond the queue are dropped, the rest leave at the
+/// link's rate, in order. The delay (see [`FaultProxy::delay`]) comes after.
+#[derive(Default)]
+struct Bottleneck {
+    state: Mutex<Shape>,
+}
+
+#[derive(Default)]
+struct Shape {
+    /// Bytes per second; `None`: unlimited.
+    rate: Option<f64>,
+    queue_bytes: f64,
+    /// When the last admitted packet finishes leaving the bottleneck.
+    busy_until: Option<tokio::time::Instant>,
+}
+
+impl Bottleneck {
+    fn set(&self, bits_per_sec: Option<u64>) {
+        let mut s = self.state.lock().unwrap();
+        s.rate = bits_per_sec.map(|b| b as f64 / 8.0);
+        s.queue_bytes = s.rate.map_or(0.0, |r| (r * 0.1).max(16.0 * 1024.0));
+        s.busy_until = None;
+    }
+
+    /// When a packet of `len` bytes arriving now has left the bottleneck
+    /// (`Some(None)`: at once, no limit), or `None`: the queue is full.
+    fn admit(&self, len: usize) -> Option<Option<tokio::time::Instant>> {
+        let mut s = self.state.lock().unwrap();
+        let Some(rate) = s.rate else {
+            return Some(None);
+        };
+        let now = tokio::time::Instant::now();
+        let busy = s.busy_until.filter(|b| *b > now).unwrap_or(now);
+        let queued = (busy - now).as_secs_f64() * rate;
+        if queued + len as f64 > s.queue_bytes {
+            return None;
+        }
+        let done = busy + Duration::from_secs_f64(len as f64 / rate);
+        s.busy_until = Some(done);
+        Some(Some(done))
+    }
+}
+
+impl Faults {
+    /// When a packet that leaves the bottleneck at `depart` (`None`: now)
+    /// is due at the other end, if it is held back at all.
+    fn due_after(&mut self, depart: Option<tokio::time::Instant>) -> Option<tokio::time::Instant> {
+        let delayed = self.due();
+        match (depart, delayed) {
+            (None, d) => d,
+            (Some(t), None) => Some(t),
+            (Some(t), Some(d)) => {
+                Some(t + d.saturating_duration_since(tokio::time::Instant::now()))
             }
         }
     }

@@ -184,7 +184,7 @@ fn attach_announces_what_happened_and_clears_it() {
         (Some("running"), Some(0))
     );
     c.detach_keys();
-    c.expect_str("[detached from session 'ask']");
+    c.expect_str("[detached from session 'ask' \u{2014} reattach: abide attach ask]");
 
     // Nothing happened since: the next attach announces nothing.
     let mut d = rt.pty(&["attach", "ask"], 24, 100);
@@ -196,7 +196,7 @@ fn attach_announces_what_happened_and_clears_it() {
         d.output_string()
     );
     d.detach_keys();
-    d.expect_str("[detached from session 'ask']");
+    d.expect_str("[detached from session 'ask' \u{2014} reattach: abide attach ask]");
 }
 
 #[test]
@@ -389,7 +389,7 @@ fn detached_sessions_expire_and_the_daemon_goes_with_the_last() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(rt.session_names().contains(&"default".to_string()));
     c.detach_keys();
-    c.expect_str("[detached from session 'default']");
+    c.expect_str("[detached from session 'default' \u{2014} reattach: abide attach default]");
     eventually("default expired once detached", T, || {
         (!rt.session_names().contains(&"default".to_string())).then_some(())
     });

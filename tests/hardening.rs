@@ -32,12 +32,16 @@ fn recv(s: &mut impl Read) -> Down {
     frame::decode(&body).expect("a Down frame")
 }
 
-/// The next frame that is not output.
+/// The next frame that answers or ends the channel (output, acks, terminal
+/// modes and the like are skipped).
 fn recv_control(s: &mut impl Read) -> Down {
     loop {
-        match recv(s) {
-            Down::Output { .. } | Down::Snapshot { .. } => {}
-            f => return f,
+        let f = recv(s);
+        if matches!(
+            f,
+            Down::Attached(_) | Down::Error { .. } | Down::Detached | Down::Exited { .. }
+        ) {
+            return f;
         }
     }
 }
@@ -163,6 +167,10 @@ fn huge_sizes_are_refused_and_the_daemon_stays_responsive() {
         t.elapsed()
     );
     let rss = rss_kib(pid);
+    eprintln!(
+        "after huge sizes: ls answered in {:?}, daemon RSS {rss} KiB",
+        t.elapsed()
+    );
     assert!(rss < 100 * 1024, "daemon RSS {rss} KiB");
     // A good size still works.
     let mut s = connect(&rt);
@@ -178,8 +186,17 @@ fn huge_sizes_are_refused_and_the_daemon_stays_responsive() {
             cols: 132,
         }),
     );
+    // The largest size allowed costs a bounded amount.
+    let (rows, cols) = (
+        abide::proto::limits::MAX_ROWS,
+        abide::proto::limits::MAX_COLS,
+    );
+    send(&mut s, &Up::Resize(WinSize { rows, cols }));
     send(&mut s, &Up::Detach);
     assert_eq!(recv_control(&mut s), Down::Detached);
+    let rss = rss_kib(pid);
+    eprintln!("after a {rows}x{cols} resize: daemon RSS {rss} KiB");
+    assert!(rss < 100 * 1024, "daemon RSS {rss} KiB");
 }
 
 fn fd_targets(pid: i32) -> Vec<(i32, String)> {
@@ -328,6 +345,9 @@ fn accept_backs_off_when_out_of_descriptors() {
     let log_len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let lines = text.lines().filter(|l| l.contains("accept:")).count();
+    eprintln!(
+        "out of descriptors for 3 s: {cpu} CPU ticks, log {log_len} bytes, {lines} accept lines"
+    );
     assert!(
         log_len < 64 * 1024 && lines <= 3,
         "log grew to {log_len} bytes, {lines} accept lines"

@@ -187,11 +187,19 @@ async fn keys_show_before_the_server_answers_and_the_screen_ends_as_drawn() {
         "the program cannot have drawn it yet"
     );
     s.proxy.blackhole(false);
+    let enter = Instant::now();
     s.send(b"\r").await;
     s.wait_screen("the command's output", |r| {
         r.iter().any(|l| l == "predicted")
     })
     .await;
+    // The program's answer takes the link's round trip (a lower bound: load
+    // can only make it later).
+    assert!(
+        enter.elapsed() >= Duration::from_millis(290),
+        "the link is not delayed: {:?}",
+        enter.elapsed()
+    );
     s.settled_screens_agree().await;
     s.finish().await;
 }

@@ -42,7 +42,7 @@ fn replay_after_detach_and_sigkill_has_every_line_once_in_order() {
         "an attached client puts its terminal in raw mode"
     );
     a.detach_keys();
-    a.expect_str("[detached from session 'count']");
+    a.expect_str("[detached from session 'count' \u{2014} reattach: abide attach count]");
     assert_eq!(a.exit_code(), 0);
     assert!(a.is_cooked(), "terminal restored after detach");
 
@@ -75,7 +75,7 @@ fn replay_after_detach_and_sigkill_has_every_line_once_in_order() {
     let want: Vec<u64> = (1..=n as u64).collect();
     assert_eq!(got, want, "replayed lines: {}", show(&c.output()));
     c.detach_keys();
-    c.expect_str("[detached from session 'count']");
+    c.expect_str("[detached from session 'count' \u{2014} reattach: abide attach count]");
     assert_eq!(c.exit_code(), 0);
 }
 
@@ -152,7 +152,7 @@ fn snapshot_after_ring_overflow_restores_screen_and_scrollback() {
     assert_eq!(history, want_hist, "scrollback of the new client");
 
     c.detach_keys();
-    c.expect_str("[detached from session 'big']");
+    c.expect_str("[detached from session 'big' \u{2014} reattach: abide attach big]");
     assert_eq!(c.exit_code(), 0);
 }
 
@@ -187,7 +187,7 @@ fn two_clients_see_the_same_output() {
     b.expect_str("got:from-b:end");
 
     a.detach_keys();
-    a.expect_str("[detached from session 'two']");
+    a.expect_str("[detached from session 'two' \u{2014} reattach: abide attach two]");
     assert_eq!(a.exit_code(), 0);
     eventually("one client in ls", T, || {
         (clients() == Some(1)).then_some(())
@@ -311,7 +311,7 @@ fn terminal_restored_after_sigterm() {
     d.expect_str("ready");
     assert!(!d.is_cooked());
     d.detach_keys();
-    d.expect_str("[detached from session 't']");
+    d.expect_str("[detached from session 't' \u{2014} reattach: abide attach t]");
     assert_eq!(d.exit_code(), 0);
     assert!(d.is_cooked(), "terminal restored after detach");
 }

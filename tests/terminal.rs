@@ -109,17 +109,17 @@ fn last_line(screen: &str) -> &str {
     screen.trim_end().lines().last().unwrap_or("")
 }
 
-/// An "ssh" that runs the remote command right here and points the client's
-/// UDP at `port` (the fault proxy) instead of the daemon's own port.
-fn fake_ssh(rt: &Rt, port: u16) -> String {
-    let path = rt.scratch().join("fake-ssh");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nfor last; do :; done\nsh -c \"$last\" | sed 's/^\\(ABIDE-CONNECT [0-9]*\\) [0-9]* /\\1 {port} /'\n"
-        ),
-    )
-    .unwrap();
+/// An "ssh" that runs the remote command right here and, with `port`, points
+/// the client's UDP at it (the fault proxy) instead of the daemon's own port.
+fn fake_ssh(rt: &Rt, port: Option<u16>) -> String {
+    let path = rt.scratch().join(format!("fake-ssh-{}", port.unwrap_or(0)));
+    let run = match port {
+        Some(port) => {
+            format!("sh -c \"$last\" | sed 's/^\\(ABIDE-CONNECT [0-9]*\\) [0-9]* /\\1 {port} /'")
+        }
+        None => "exec sh -c \"$last\"".to_string(),
+    };
+    std::fs::write(&path, format!("#!/bin/sh\nfor last; do :; done\n{run}\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path.display().to_string()
@@ -150,7 +150,7 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     let rt = Rt::new();
     let server = format!("127.0.0.1:{}", quic_port(&rt)).parse().unwrap();
     let proxy = abide::faultproxy::FaultProxy::start(server).await.unwrap();
-    let ssh = fake_ssh(&rt, proxy.addr().port());
+    let ssh = fake_ssh(&rt, Some(proxy.addr().port()));
     let t = Tmux::start(&rt, 80, 24);
     t.run("for i in $(seq 1 12); do echo previous-output-$i; done");
     t.wait_for("the shell", |s| last_line(s) == "$");
@@ -192,7 +192,11 @@ async fn banner_below_earlier_output_overwrites_nothing() {
     assert_eq!(after[prompt_row], "R> echo typed-during-outage", "{screen}");
     assert_eq!(after[prompt_row + 1], "typed-during-outage", "{screen}");
     assert_eq!(after[prompt_row + 2], "R>", "{screen}");
-    assert_eq!(t.cursor(), (cursor.0 + 2, 3), "{screen}");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while t.cursor() != (cursor.0 + 2, 3) && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(t.cursor(), (cursor.0 + 2, 3), "{}", t.screen());
     for i in 1..=12 {
         assert!(
             screen.lines().any(|l| l == format!("previous-output-{i}")),
@@ -363,4 +367,173 @@ fn connecting_is_said_and_ctrl_caret_dot_gives_up() {
     // The terminal's quit character is Ctrl-\ again.
     t.run("stty -a | tr ';' '\\n' | grep -w quit");
     t.wait_for("stty", |s| s.contains("quit = ^\\"));
+}
+
+/// `abide HOST` comes back to the login shell it started, not to the session
+/// that ran last; bare `abide attach` says which session it took.
+#[test]
+fn abide_host_resumes_its_login_session() {
+    need!("tmux");
+    let rt = Rt::new();
+    let ssh = fake_ssh(&rt, None);
+    let t = Tmux::start(&rt, 80, 24);
+    let open = format!("{BIN} --ssh {ssh} --server {BIN} --transport ssh 127.0.0.1");
+    t.run(&open);
+    t.wait_for("the login shell", |s| {
+        let l = last_line(s);
+        !l.ends_with("127.0.0.1") && (l.ends_with('#') || l.ends_with('$'))
+    });
+    t.run("echo in-session-$ABIDE_SESSION");
+    t.wait_for("the session's name", |s| s.contains("in-session-login"));
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
+    // A newer session, used more recently.
+    assert!(rt
+        .run(&["new", "-d", "-s", "newer", "sleep", "600"])
+        .status
+        .success());
+    t.run("clear");
+    t.run(&open);
+    t.wait_for("the login shell again", |s| s.contains("in-session-login"));
+    t.run("echo again-$ABIDE_SESSION");
+    t.wait_for("the session's name", |s| s.contains("again-login"));
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached from session 'login'");
+    t.run("clear");
+    t.run(&format!("{BIN} attach"));
+    let screen = t.wait_for("the pick", |s| s.contains("abide: attaching to session '"));
+    assert!(
+        screen.contains("attaching to session 'newer'")
+            || screen.contains("attaching to session 'login'"),
+        "{screen}"
+    );
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
+}
+
+/// A session shown at one size and reattached from a larger, then a smaller
+/// terminal: the program's screen fits each, and nothing of the old size
+/// (scroll region, rows) is left behind.
+#[test]
+fn reattach_at_a_larger_and_a_smaller_size() {
+    need!("tmux", "top");
+    let rt = Rt::new();
+    let t = Tmux::start(&rt, 80, 24);
+    t.run(&format!("{BIN} new -s sized -- top -d 0.5"));
+    t.wait_for("top", |s| s.starts_with("top - "));
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
+    for (cols, rows) in [(100u16, 40u16), (60, 15)] {
+        t.resize(cols, rows);
+        t.run("clear");
+        t.run(&format!("{BIN} attach sized"));
+        let screen = t.wait_for(&format!("top at {cols}x{rows}"), |s| {
+            let rows_shown: Vec<&str> = s.lines().collect();
+            rows_shown.first().is_some_and(|l| l.starts_with("top - "))
+                && rows_shown.len() == rows as usize
+                && !rows_shown[rows as usize - 1].trim().is_empty()
+        });
+        assert_eq!(
+            t.var("scroll_region_lower"),
+            (rows - 1).to_string(),
+            "{screen}"
+        );
+        // The header stays (a stale region would scroll it away).
+        std::thread::sleep(Duration::from_millis(1200));
+        let screen = t.screen();
+        assert!(
+            screen.starts_with("top - "),
+            "top's header is gone at {cols}x{rows}:\n{screen}"
+        );
+        t.keys(&["C-^", "d"]);
+        t.wait_prompt_after("[detached");
+        assert_left_as_found(&t, rows);
+        t.run("seq 1 100");
+        let screen = t.wait_for("the shell's output", |s| s.contains("100\n$"));
+        // The user's shell has every row again: output ends on the last row.
+        assert_eq!(
+            t.cursor().0,
+            rows - 1,
+            "the shell is confined to part of the screen:\n{screen}"
+        );
+    }
+}
+
+/// The README's first command, after cargo's own lines: the demo writes below
+/// them, never over them, and its narration stays after it ends.
+#[test]
+fn the_demo_leaves_the_lines_above_it_intact() {
+    need!("tmux");
+    let rt = Rt::new();
+    let t = Tmux::start(&rt, 100, 30);
+    t.run("for i in 1 2 3 4 5; do echo cargo-line-$i; done");
+    t.wait_for("the shell", |s| last_line(s) == "$");
+    t.run(&format!("{BIN} demo --blackhole-s 2 --loss-s 1"));
+    t.wait_for("the demo's first line", |s| s.contains("demo line 1 "));
+    let screen = t.screen();
+    for i in 1..=5 {
+        assert!(
+            screen.lines().any(|l| l == format!("cargo-line-{i}")),
+            "cargo-line-{i} overwritten at the start:\n{screen}"
+        );
+    }
+    t.wait_for_within("the demo's end", Duration::from_secs(90), |s| {
+        s.contains("abide demo summary:") && last_line(s) == "$"
+    });
+    let all = t.history();
+    for i in 1..=5 {
+        assert_eq!(
+            all.lines()
+                .filter(|l| *l == format!("cargo-line-{i}"))
+                .count(),
+            1,
+            "cargo-line-{i}:\n{all}"
+        );
+    }
+    assert!(all.contains("cutting the link for 2 s"), "{all}");
+    assert!(all.contains("(0 missing, 0 duplicated)"), "{all}");
+    // The program's lines come after cargo's, in order.
+    let pos = |needle: &str| {
+        all.find(needle)
+            .unwrap_or_else(|| panic!("{needle}:\n{all}"))
+    };
+    assert!(pos("cargo-line-5") < pos("demo line 1 "));
+    assert_left_as_found(&t, 30);
+}
+
+/// A snapshot in the middle of an attach (the output outran the log while the
+/// link was down): the terminal drops what the program had set up before,
+/// here the alternate screen and a scroll region, and shows the new screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_after_an_outage_lands_on_a_clean_terminal() {
+    need!("tmux");
+    let rt = Rt::with_env(&[("ABIDE_RING_BYTES", "4096")]);
+    let server = format!("127.0.0.1:{}", quic_port(&rt)).parse().unwrap();
+    let proxy = abide::faultproxy::FaultProxy::start(server).await.unwrap();
+    let ssh = fake_ssh(&rt, Some(proxy.addr().port()));
+    let t = Tmux::start(&rt, 80, 24);
+    t.run(&format!(
+        "{BIN} --ssh {ssh} --server {BIN} --transport udp 127.0.0.1 -- env 'PS1=R> ' bash --norc --noprofile"
+    ));
+    t.wait_for("the remote prompt", |s| s.lines().any(|l| l == "R>"));
+    t.run(r"printf '\033[?1049h\033[2;6rIN-ALT\n'; sleep 3; printf '\033[r\033[?1049l'; seq 1 3000; echo fini''shed");
+    wait_var(&t, "alternate_on", "1");
+    assert_eq!(t.var("scroll_region_lower"), "5");
+    proxy.blackhole(true);
+    t.wait_for("the banner", |s| s.contains("no contact"));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.blackhole(false);
+    let screen = t.wait_for("the end of the output", |s| {
+        s.lines().any(|l| l == "finished") && !s.contains("no contact")
+    });
+    assert_eq!(t.var("alternate_on"), "0", "{screen}");
+    assert_eq!(t.var("scroll_region_upper"), "0", "{screen}");
+    assert_eq!(t.var("scroll_region_lower"), "23", "{screen}");
+    let rows = t.rows();
+    let at = rows.iter().position(|l| l == "finished").unwrap();
+    assert_eq!(rows[at - 1], "3000", "{screen}");
+    assert_eq!(rows[at - 2], "2999", "{screen}");
+    t.keys(&["C-^", "d"]);
+    t.wait_prompt_after("[detached");
+    assert_left_as_found(&t, 24);
 }

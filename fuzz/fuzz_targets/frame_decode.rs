@@ -18,8 +18,9 @@
 use std::fmt::Debug;
 
 use abide::proto::frame::{
-    decode, decode_hello, encode, Down, FrameError, Hello, Up, MAX_FRAME_LEN,
+    decode, decode_hello, encode, Down, FrameError, Hello, Request, Up, WinSize, MAX_FRAME_LEN,
 };
+use abide::proto::limits::{restrict_to_session, MAX_COLS, MAX_ROWS};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use serde::{de::DeserializeOwned, Serialize};
@@ -41,6 +42,14 @@ where
     assert_eq!(encode(&back), bytes, "encoding is not deterministic");
 }
 
+/// Every size a peer can send is either within the documented bounds and
+/// accepted, or refused (the daemon answers `BadSize`), never anything else.
+fn size_is_judged(s: WinSize) {
+    let inside = (1..=MAX_ROWS).contains(&s.rows) && (1..=MAX_COLS).contains(&s.cols);
+    assert_eq!(s.validate().is_ok(), inside, "{s:?}");
+    assert!(s.clamped().validate().is_ok());
+}
+
 fn body(b: &[u8], first: bool) {
     if b.len() > MAX_FRAME_LEN {
         assert!(matches!(decode::<Up>(b), Err(FrameError::TooLarge(_))));
@@ -49,10 +58,17 @@ fn body(b: &[u8], first: bool) {
     if first {
         if let Ok(h) = decode_hello(b) {
             round_trip::<Hello>(b, &h, decode_hello);
+            if let Request::Attach(a) = &h.request {
+                size_is_judged(a.size);
+            }
+            let _ = restrict_to_session(h.request, "work");
         }
     }
     if let Ok(u) = decode::<Up>(b) {
         round_trip::<Up>(b, &u, |x| decode::<Up>(x));
+        if let Up::Resize(s) = u {
+            size_is_judged(s);
+        }
     }
     if let Ok(d) = decode::<Down>(b) {
         round_trip::<Down>(b, &d, |x| decode::<Down>(x));

@@ -28,6 +28,13 @@ def w(target, name, data):
     d = os.path.join(os.path.dirname(__file__), "..", "corpus", target); os.makedirs(d, exist_ok=True)
     open(os.path.join(d, name), "wb").write(data)
 for i, b in enumerate([hello_attach, hello_list] + ups + downs): w("frame_decode", f"body{i}", b)
+# Sizes a hostile peer sends (issue 9): refused with BadSize, never allocated for.
+huge = v(65535) + v(65535)
+w("frame_decode", "resize_huge", v(2) + huge)
+w("frame_decode", "resize_zero", v(2) + v(0) + v(80))
+w("frame_decode", "hello_attach_huge", v(MAGIC) + v(1) + b"\0" + v(0) + v(0) + b"\x01" + s(b"work") + v(42) + b"\0" + huge)
+w("frame_decode", "hello_create_huge", v(MAGIC) + v(1) + b"\0" + v(0) + v(2) + b"\x01" + s(b"w") + v(1) + s(b"sh") + v(0) + b"\0" + v(42) + b"\0" + huge)
+w("frame_decode", "stream_resize_huge", framed(hello_attach, v(2) + huge))
 w("frame_decode", "stream", framed(hello_attach, *ups))
 w("frame_decode", "stream_down", framed(*downs))
 w("frame_decode", "oversized", struct.pack(">I", 256 * 1024 + 1) + b"x")

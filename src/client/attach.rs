@@ -373,9 +373,13 @@ pub async fn run_tapped(
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' to start a session without one)");
     }
     let size = tty::size();
+    let picked = matches!(target, Target::Existing(None));
     let mut core = new_core(connector.as_ref(), target, size);
     let mut links = Links::new(connector, Instant::now());
     first_attach(&mut links, &mut core).await?;
+    if picked {
+        crate::client::terminal_contract::say_picked(&session_name(&core));
+    }
     let _raw = tty::RawMode::enter()?;
     let io = ClientIo {
         input: spawn_stdin_reader(),
@@ -497,6 +501,7 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                     }
                 }
                 Event::Attached { .. } | Event::LinkQuiet => {}
+                Event::SnapshotFollows => screen.before_snapshot(&mut out),
                 Event::LinkLost => {
                     lost_since.get_or_insert_with(Instant::now);
                 }

@@ -94,6 +94,18 @@ impl Screen {
         }
     }
 
+    /// A snapshot follows and redraws everything: first leave what the
+    /// session turned on (alternate screen, modes, a scroll region perhaps
+    /// set at another size), as on the way out; the snapshot sets again what
+    /// the program has on now.
+    pub fn before_snapshot(&mut self, out: &mut Vec<u8>) {
+        self.hide(out);
+        let leave = self.modes.modes().leave_sequence();
+        out.extend_from_slice(&leave);
+        self.model.process(&leave);
+        self.modes = Tracker::default();
+    }
+
     /// What leaves the terminal as found, and whether the cursor then needs a
     /// new line. Leaving the alternate screen puts the cursor back where it
     /// was on the main screen, which the model last saw before the switch.
@@ -249,5 +261,29 @@ mod tests {
         assert!(String::from_utf8(leave).unwrap().contains("\x1b[?1049l"));
         s.output(&mut out, b"\x1b[?1049l$ ");
         assert!(s.leave_sequence().1);
+    }
+
+    /// A snapshot after vim set a scroll region at the old size: the region,
+    /// the alternate screen and the modes go first, so nothing of the old
+    /// size is left for the snapshot to land in.
+    #[test]
+    fn before_a_snapshot_the_old_screen_state_is_dropped() {
+        let mut s = Screen::new(WinSize { rows: 10, cols: 40 });
+        let mut out = Vec::new();
+        s.output(&mut out, b"\x1b[?1049h\x1b[1;8r\x1b[?1000h\x1b[?2004h");
+        out.clear();
+        s.before_snapshot(&mut out);
+        let reset = String::from_utf8(out.clone()).unwrap();
+        for want in ["\x1b[?1049l", "\x1b[r", "\x1b[?1000l", "\x1b[?2004l"] {
+            assert!(reset.contains(want), "{want:?} missing from {reset:?}");
+        }
+        assert!(!s.model().alternate_screen());
+        // What the snapshot turns on is what the way out turns off later.
+        s.output(&mut out, b"\x1b[?1h");
+        let leave = String::from_utf8(s.leave_sequence().0).unwrap();
+        assert!(
+            leave.contains("\x1b[?1l") && !leave.contains("1000"),
+            "{leave:?}"
+        );
     }
 }

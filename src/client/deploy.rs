@@ -386,6 +386,20 @@ mod tests {
     }
 
     #[test]
+    fn server_path_and_no_deploy_turn_it_off() {
+        let mut o = RemoteOpts {
+            server: crate::cli::DEFAULT_SERVER.into(),
+            ..Default::default()
+        };
+        assert!(applies(&o));
+        o.no_deploy = true;
+        assert!(!applies(&o));
+        o.no_deploy = false;
+        o.server = "/opt/abide/bin/abide".into();
+        assert!(!applies(&o));
+    }
+
+    #[test]
     fn version_names_the_protocol() {
         assert!(version_line().ends_with(&format!("(protocol {PROTOCOL_VERSION})")));
     }

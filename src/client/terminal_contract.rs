@@ -293,6 +293,13 @@ pub fn farewell(outcome: &Outcome, place: impl Fn(&str) -> String) -> i32 {
     }
 }
 
+/// `abide attach` without a name took the most recently used session: say which.
+pub fn say_picked(name: &str) {
+    eprintln!(
+        "abide: attaching to session '{name}', the most recently used (abide ls lists them all)"
+    );
+}
+
 /// How a session ended, in the words of the message after it.
 pub fn describe_exit(code: i32) -> String {
     if code < 0 {

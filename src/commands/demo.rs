@@ -60,6 +60,7 @@ impl Tally {
 pub async fn run(args: DemoArgs) -> Result<i32> {
     let dir = tempfile::Builder::new()
         .prefix("abide-demo-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("cannot make a temp dir")?;
     let rt = dir.path().to_path_buf();
@@ -117,6 +118,10 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let t2 = tally.clone();
     let interactive = tty::is_tty();
+    // The status line is gone once the demo ends; what it said is printed
+    // again after, so the story stays on screen and in the scrollback.
+    let narration: Arc<Mutex<Vec<(Duration, String)>>> = Arc::default();
+    let started = Instant::now();
 
     proxy.delay(Duration::from_millis(args.delay_ms), Duration::ZERO);
     let script = if args.delay_ms > 0 {
@@ -127,11 +132,13 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
                 .await;
         })
     } else {
+        let narration = narration.clone();
         let proxy = proxy.clone();
         let (b, pct, loss_s) = (args.blackhole_s, args.loss_pct, args.loss_s);
         tokio::spawn(async move {
             let say = |s: String| {
                 let tx = notice_tx.clone();
+                narration.lock().unwrap().push((started.elapsed(), s.clone()));
                 async move {
                     if interactive {
                         let _ = tx.send(s).await;
@@ -195,6 +202,13 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
     let sent = t.seen.iter().next_back().copied().unwrap_or(0);
     let missing = (1..=sent).filter(|n| !t.seen.contains(n)).count();
     eprintln!();
+    if interactive {
+        eprintln!("what the demo did (shown on the status line meanwhile):");
+        for (at, said) in narration.lock().unwrap().iter() {
+            let said = said.strip_prefix("abide demo: ").unwrap_or(said);
+            eprintln!("  {:>5.1} s  {said}", at.as_secs_f64());
+        }
+    }
     eprintln!("abide demo summary:");
     eprintln!("  lines printed by the program: {sent}");
     eprintln!(

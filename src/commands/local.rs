@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::cli::{KillArgs, LsArgs, NewArgs};
+use crate::cli::{HistoryArgs, KillArgs, LsArgs, NewArgs};
 use crate::client::{attach, connector, terminal_contract, tty};
 use crate::paths;
 use crate::proto::attention::{State, Summary};
@@ -101,7 +101,15 @@ pub async fn new(args: NewArgs) -> Result<i32> {
         .expect("a daemon was started");
     match reply {
         Down::Attached(a) => {
-            if let Some((code, said)) = exited_at_once(&mut link).await {
+            let ended = exited_at_once(&mut link).await;
+            if let Some((0, _)) = ended {
+                eprintln!(
+                    "abide: session '{}' ran and already finished (status 0)",
+                    a.name
+                );
+                return Ok(0);
+            }
+            if let Some((code, said)) = ended {
                 let said = String::from_utf8_lossy(&said);
                 let said = said.trim();
                 bail!(
@@ -282,6 +290,39 @@ pub async fn kill(args: KillArgs) -> Result<i32> {
         Some(Down::Error { message, .. }) => bail!("{message}"),
         Some(other) => bail!("unexpected reply from the daemon: {other:?}"),
     }
+}
+
+/// `abide history NAME [--tail N]`: the session's rows that scrolled off, to stdout.
+pub async fn history(args: HistoryArgs) -> Result<i32> {
+    use std::io::Write;
+    let rt = paths::runtime_dir()?;
+    let req = Request::History {
+        name: args.name.clone(),
+        tail: args.tail,
+    };
+    let Some((mut link, mut down)) = launch::request(&rt, req, false).await? else {
+        bail!("no session named '{}' (the abide daemon is not running)", args.name);
+    };
+    let mut out = std::io::stdout().lock();
+    loop {
+        match down {
+            Down::History { data, last } => {
+                out.write_all(&data)?;
+                if last {
+                    break;
+                }
+            }
+            Down::Error { message, .. } => bail!("{message}"),
+            other => bail!("unexpected reply from the daemon: {other:?}"),
+        }
+        down = link
+            .rx
+            .next::<Down>()
+            .await?
+            .context("the daemon closed the connection in the middle of the history")?;
+    }
+    out.flush()?;
+    Ok(0)
 }
 
 pub async fn kill_server() -> Result<i32> {

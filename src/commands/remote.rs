@@ -90,11 +90,21 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     }))
 }
 
+/// The session `abide HOST` opens with the login shell, and resumes.
+pub const LOGIN_SESSION: &str = "login";
+
 /// `abide [user@]host [-s NAME] [-- cmd...]`
 pub async fn open(args: ConnectArgs) -> Result<i32> {
     let host = args.destination.expect("destination given");
+    // The login shell lives in a session of its own name, so that `abide
+    // HOST` comes back to it rather than to whichever session ran last.
+    let session = match (&args.session, args.command.is_empty()) {
+        (Some(s), _) => Some(s.as_str()),
+        (None, true) => Some(LOGIN_SESSION),
+        (None, false) => None,
+    };
     let spec = BootstrapSpec {
-        session: args.session.as_deref(),
+        session,
         command: &args.command,
         existing_only: false,
         watch: false,

@@ -17,7 +17,10 @@ const TAG: &str = "@@abide-doctor ";
 /// reads world-readable config files. No sudo (a refused sudo mails the admin).
 const SCRIPT: &str = r#"
 echo '@@abide-doctor abide'
-if p=$(command -v abide 2>/dev/null); then
+d="$HOME/.local/share/abide/bin/@VERSION@/abide"
+if [ -x "$d" ]; then
+  echo "deployed $d"; "$d" --version 2>&1 | head -n 1
+elif p=$(command -v abide 2>/dev/null); then
   echo "path $p"; abide --version 2>&1 | head -n 1
 else
   for p in "$HOME/.cargo/bin/abide" "$HOME/.local/bin/abide" /usr/local/bin/abide /opt/homebrew/bin/abide; do
@@ -130,7 +133,8 @@ impl Remote {
 /// Runs the script on `host`. `Err` carries ssh's reason when it could not.
 pub fn run(ssh_cmd: &Ssh, host: &str) -> anyhow::Result<Result<Remote, String>> {
     let cmd = ssh_cmd.batch(host, &[], &["sh", "-s"]);
-    let out = ssh::run_with_timeout(cmd, SCRIPT, REMOTE_LIMIT)?;
+    let script = SCRIPT.replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    let out = ssh::run_with_timeout(cmd, &script, REMOTE_LIMIT)?;
     if out.timed_out {
         return Ok(Err(format!(
             "no answer within {} s",
@@ -157,11 +161,14 @@ pub fn abide_path(remote: &Remote) -> Option<String> {
     let first = section.lines().next().unwrap_or("");
     first
         .strip_prefix("path ")
+        .or_else(|| first.strip_prefix("deployed "))
         .or_else(|| first.strip_prefix("offpath "))
         .map(|p| p.trim().to_string())
 }
 
-/// abide on the server: present, on the PATH ssh commands get, same version.
+/// abide on the server: installed by abide itself, or on the PATH ssh commands
+/// get with the same version. Anything else is context, not a problem:
+/// `abide HOST` installs its own version there on first connect.
 pub fn abide_check(remote: &Remote, host: &str, local_version: &str) -> Check {
     let id = "server.abide";
     let section = remote.section_text("abide");
@@ -169,9 +176,21 @@ pub fn abide_check(remote: &Remote, host: &str, local_version: &str) -> Check {
     let first = lines.next().unwrap_or("");
     let version = lines
         .next()
-        .map(|v| v.trim().trim_start_matches("abide").trim().to_string())
+        .map(|v| {
+            // `abide 0.1.0 (protocol 1)`: the version is the word after the name.
+            let v = v.trim().trim_start_matches("abide").trim();
+            v.split_whitespace().next().unwrap_or("").to_string()
+        })
         .unwrap_or_default();
-    let install = format!("Install abide {local_version} on {host} (the same version as here).");
+    let deploys = format!("`abide {host}` installs abide {local_version} there over ssh on first connect (--no-deploy would use the one on the PATH).");
+    if let Some(path) = first.strip_prefix("deployed ") {
+        return Check::new(
+            id,
+            Status::Ok,
+            format!("abide {version} installed on {host} by abide itself ({path})."),
+            "",
+        );
+    }
     if let Some(path) = first.strip_prefix("path ") {
         if version == local_version {
             return Check::new(
@@ -188,24 +207,24 @@ pub fn abide_check(remote: &Remote, host: &str, local_version: &str) -> Check {
         };
         return Check::new(
             id,
-            Status::Problem,
-            format!("abide on {host} is {shown}, here it is {local_version}: sessions may fail with \"protocol version mismatch\"."),
-            install,
+            Status::Info,
+            format!("abide on {host} is {shown} ({path}), here it is {local_version}."),
+            deploys,
         );
     }
     if let Some(path) = first.strip_prefix("offpath ") {
         return Check::new(
             id,
-            Status::Problem,
+            Status::Info,
             format!("abide is at {path} on {host}, but not on the PATH that ssh commands get."),
             format!("Put it on that PATH (see `ssh {host} 'echo $PATH'`), e.g. `sudo install {path} /usr/local/bin/`."),
         );
     }
     Check::new(
         id,
-        Status::Problem,
-        format!("abide is not installed on {host}."),
-        install,
+        Status::Info,
+        format!("abide is not installed on {host} yet."),
+        deploys,
     )
 }
 
@@ -228,8 +247,12 @@ mod tests {
         assert_eq!(ca.source, "/etc/ssh/sshd_config");
         assert_eq!(abide_check(&r, "h", "0.1.0").status, Status::Ok);
         let other = abide_check(&r, "h", "0.2.0");
-        assert_eq!(other.status, Status::Problem);
+        assert_eq!(other.status, Status::Info);
         assert!(other.summary.contains("0.1.0"));
+        assert!(other.advice.contains("installs abide 0.2.0"));
+        // --version names the protocol too.
+        let r = Remote::parse(&SAMPLE.replace("abide 0.1.0\n", "abide 0.1.0 (protocol 1)\n"));
+        assert_eq!(abide_check(&r, "h", "0.1.0").status, Status::Ok);
     }
 
     #[test]
@@ -248,8 +271,17 @@ mod tests {
     fn abide_missing_or_off_path() {
         let missing = Remote::parse("@@abide-doctor abide\n@@abide-doctor end\n");
         let c = abide_check(&missing, "h", "0.1.0");
-        assert_eq!(c.status, Status::Problem);
+        assert_eq!(c.status, Status::Info);
         assert!(c.summary.contains("not installed"));
+        assert!(c.advice.contains("installs abide 0.1.0 there"));
+        let deployed = Remote::parse("@@abide-doctor abide\ndeployed /home/a/.local/share/abide/bin/0.1.0/abide\nabide 0.1.0 (protocol 1)\n@@abide-doctor end\n");
+        let c = abide_check(&deployed, "h", "0.1.0");
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.summary.contains("by abide itself"), "{}", c.summary);
+        assert_eq!(
+            abide_path(&deployed).as_deref(),
+            Some("/home/a/.local/share/abide/bin/0.1.0/abide")
+        );
         let off = Remote::parse("@@abide-doctor abide\noffpath /home/a/.cargo/bin/abide\nabide 0.1.0\n@@abide-doctor end\n");
         assert!(abide_check(&off, "h", "0.1.0")
             .summary

@@ -2,12 +2,13 @@
 //! check it, answer a control request or run an attached session.
 //!
 //! Attached, two halves run at once: the reader applies input, acks and
-//! resizes; the writer pulls output from the session's log at this client's
-//! offset, at most `WINDOW` bytes ahead of what the client acknowledged, and
-//! falls back to a snapshot when the offset has left the log.
+//! resizes; the writer executes what the channel core
+//! ([`crate::proto::server::ServerChannel`]) decides: log bytes at this
+//! client's offset within a window sized from the link, the terminal's state
+//! when the client is too far behind or its offset left the log, the exit.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use tokio::sync::{mpsc, watch};
@@ -15,13 +16,10 @@ use tokio::sync::{mpsc, watch};
 use crate::proto::frame::{
     self, AttachRequest, Attached, Down, ErrorKind, FrameError, Request, Target, Up, MAX_CHUNK,
 };
+use crate::proto::server::{Action, ServerChannel};
 use crate::server::daemon::Daemon;
 use crate::server::session::{ReadGap, Session};
 use crate::transport::framed::{FrameReader, FrameWriter};
-
-/// Output sent but not yet acknowledged, at most. Bounds what a dead link
-/// swallows and what a slow client makes the daemon buffer.
-pub const WINDOW: u64 = 1024 * 1024;
 
 /// A client gets this long to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,8 +92,10 @@ pub async fn serve(
         }
         match &mut request {
             Request::Attach(a) => a.target = Target::Id(grant.session_id),
-            // Any grant is this user's, proven over ssh: it may watch.
-            Request::Watch(_) => {}
+            // A watch grant (`GrantWatch`, session 0) may watch; a session's
+            // grant may not: it can come from a restricted forced command
+            // (`--stdio --session NAME`) that must not see other sessions.
+            Request::Watch(_) if grant.session_id == 0 => {}
             _ => {
                 refuse(
                     &mut tx,
@@ -138,7 +138,35 @@ pub async fn serve(
                 Err((kind, message)) => refuse(&mut tx, kind, message).await,
             }
         }
+        Request::History { name, tail } => match daemon.find(&Target::Existing(Some(name))) {
+            Ok(session) => {
+                let tail = tail.map(|t| usize::try_from(t).unwrap_or(usize::MAX));
+                send_history(&mut tx, &session.history(tail)).await
+            }
+            Err((kind, message)) => refuse(&mut tx, kind, message).await,
+        },
     }
+}
+
+async fn send_history(tx: &mut FrameWriter, text: &[u8]) -> Result<()> {
+    let mut pieces = text.chunks(4 * MAX_CHUNK).peekable();
+    if pieces.peek().is_none() {
+        return tx
+            .send(&Down::History {
+                data: Vec::new(),
+                last: true,
+            })
+            .await;
+    }
+    while let Some(p) = pieces.next() {
+        let last = pieces.peek().is_none();
+        tx.feed(&Down::History {
+            data: p.to_vec(),
+            last,
+        })
+        .await?;
+    }
+    tx.flush().await
 }
 
 async fn attach(
@@ -248,13 +276,36 @@ async fn read_half(
     Ok(())
 }
 
+/// Executes what the channel core decides; wakes on output, acks, control
+/// frames, the exit and a kick.
 async fn write_half(
     session: &Arc<Session>,
-    mut pos: u64,
+    start: u64,
     mut tx: FrameWriter,
     mut ctrl: mpsc::Receiver<Down>,
     mut acked: watch::Receiver<u64>,
     mut kicked: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut core = ServerChannel::new(start, Instant::now());
+    let result = pump(session, &mut core, &mut tx, &mut ctrl, &mut acked, &mut kicked).await;
+    tracing::info!(
+        session = %session.name,
+        states = core.states_sent(),
+        bandwidth = core.bandwidth().map(|b| b as u64),
+        min_rtt = ?core.min_rtt(),
+        window = core.window(),
+        "channel ended"
+    );
+    result
+}
+
+async fn pump(
+    session: &Arc<Session>,
+    core: &mut ServerChannel,
+    tx: &mut FrameWriter,
+    ctrl: &mut mpsc::Receiver<Down>,
+    acked: &mut watch::Receiver<u64>,
+    kicked: &mut watch::Receiver<bool>,
 ) -> Result<()> {
     let mut output = session.subscribe_output();
     let mut exit = session.subscribe_exit();
@@ -274,54 +325,51 @@ async fn write_half(
                 return Ok(());
             }
         }
-        let end = *output.borrow_and_update();
-        let ack = *acked.borrow_and_update();
-        if pos < end && pos - ack.min(pos) < WINDOW {
-            match session.read(pos, MAX_CHUNK) {
+        output.borrow_and_update();
+        exit.borrow_and_update();
+        let now = Instant::now();
+        core.on_ack(*acked.borrow_and_update(), now);
+        match core.poll(session.log_state(), MAX_CHUNK, now) {
+            Some(Action::Output { offset, len }) => match session.read(offset, len) {
                 Ok(data) => {
-                    let n = data.len() as u64;
-                    tx.feed(&Down::Output { offset: pos, data }).await?;
-                    pos += n;
+                    tx.feed(&Down::Output { offset, data }).await?;
+                    continue;
                 }
+                // Evicted between the look and the read: the core sees it next time.
                 Err(ReadGap::Evicted) => {
-                    let (snap, at) = session.snapshot();
-                    let mut pieces = snap.chunks(MAX_CHUNK).peekable();
-                    if pieces.peek().is_none() {
-                        tx.feed(&Down::Snapshot {
-                            offset: at,
-                            data: Vec::new(),
-                            last: true,
-                        })
-                        .await?;
-                    }
-                    while let Some(p) = pieces.next() {
-                        let last = pieces.peek().is_none();
-                        tx.feed(&Down::Snapshot {
-                            offset: at,
-                            data: p.to_vec(),
-                            last,
-                        })
-                        .await?;
-                    }
-                    pos = at;
+                    core.output_unsent(offset);
+                    continue;
                 }
-                Err(ReadGap::Future) => bail!("client offset {pos} beyond output end"),
-            }
-            continue;
-        }
-        tx.flush().await?;
-        if pos >= end {
-            let exited = *exit.borrow_and_update();
-            if let Some(code) = exited {
-                if pos >= session.end_offset() {
-                    tx.send(&Down::Exited { code }).await?;
-                    // Wait for the client to hang up, briefly, so the frame is delivered.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), ctrl.recv()).await;
-                    return Ok(());
-                }
+                Err(ReadGap::Future) => bail!("client offset {offset} beyond output end"),
+            },
+            Some(Action::Snapshot) => {
+                let (snap, at) = session.snapshot();
+                let wire = send_snapshot(tx, &snap, at).await?;
+                core.state_sent(0, at, wire, Instant::now());
                 continue;
             }
+            Some(Action::State {
+                from,
+                history_budget,
+            }) => {
+                // The model only moves forward, so it is still past `from`.
+                let (state, at) = session
+                    .state_since(from, history_budget)
+                    .unwrap_or_else(|| session.snapshot());
+                let wire = send_snapshot(tx, &state, at).await?;
+                core.state_sent(0, at, wire, Instant::now());
+                tracing::debug!(from, at, wire, "client behind: sent the state");
+                continue;
+            }
+            Some(Action::Exit { code }) => {
+                tx.send(&Down::Exited { code }).await?;
+                // Wait for the client to hang up, briefly, so the frame is delivered.
+                let _ = tokio::time::timeout(Duration::from_secs(2), ctrl.recv()).await;
+                return Ok(());
+            }
+            None => {}
         }
+        tx.flush().await?;
         tokio::select! {
             f = ctrl.recv() => match f {
                 Some(f) => {
@@ -342,4 +390,28 @@ async fn write_half(
             }
         }
     }
+}
+
+/// Sends `data` as snapshot pieces standing for the output before `at`;
+/// returns the bytes sent.
+async fn send_snapshot(tx: &mut FrameWriter, data: &[u8], at: u64) -> Result<u64> {
+    let mut pieces = data.chunks(MAX_CHUNK).peekable();
+    if pieces.peek().is_none() {
+        tx.feed(&Down::Snapshot {
+            offset: at,
+            data: Vec::new(),
+            last: true,
+        })
+        .await?;
+    }
+    while let Some(p) = pieces.next() {
+        let last = pieces.peek().is_none();
+        tx.feed(&Down::Snapshot {
+            offset: at,
+            data: p.to_vec(),
+            last,
+        })
+        .await?;
+    }
+    Ok(data.len() as u64 + 16)
 }

@@ -13,6 +13,8 @@
 //!   offset in the same critical section (under the log lock), then renders.
 //! - The model never misses a byte: an append that would evict bytes the model
 //!   has not consumed first catches the model up, synchronously, as before.
+//! - The model never trails the log by more than [`MAX_MODEL_LAG`]: past it,
+//!   the pump helps the feeder before appending (back-pressure on the program).
 //! - A resize lands at the same place in the stream: the model is caught up to
 //!   the log's end and resized while the log lock is held.
 //!
@@ -29,6 +31,11 @@ use crate::server::terminal::Terminal;
 /// Bytes the model takes per step: small enough that a snapshot or a resize
 /// waiting for the model lock gets it soon, large enough to be cheap.
 const MODEL_CHUNK: usize = 64 * 1024;
+
+/// How far the model may trail the log. A client that is behind gets the
+/// model's state, so this bounds how stale that state can be (about 30 ms of
+/// parsing) and how long a Ctrl-C's answer waits behind the model.
+const MAX_MODEL_LAG: u64 = 1024 * 1024;
 
 pub struct Recorder {
     log: Mutex<Log>,
@@ -69,8 +76,15 @@ impl Recorder {
     }
 
     /// Appends program output; returns the new end offset. Cheap unless the
-    /// model has fallen a whole ring behind.
+    /// model has fallen [`MAX_MODEL_LAG`] (or a whole ring) behind.
     pub fn append(&self, bytes: &[u8]) -> u64 {
+        let lag = self.log().log.end() + bytes.len() as u64 - self.modelled.load(Ordering::Acquire);
+        if lag > MAX_MODEL_LAG {
+            // The program prints faster than the model parses: help the
+            // feeder here, which holds the pump (and so the program, once the
+            // PTY is full) back, as a terminal that cannot keep up does.
+            self.feed_until(MAX_MODEL_LAG / 2);
+        }
         {
             let mut l = self.log();
             let evicts_to =
@@ -86,12 +100,27 @@ impl Recorder {
         // fit in the ring), as the single lock used to.
         let mut model = self.model.lock().unwrap();
         let mut l = self.catch_up(&mut model);
-        model.term.process(bytes);
+        let at = model.offset;
+        model.term.process_at(bytes, at);
         l.log.append(bytes);
         l.last_output = Some(SystemTime::now());
         model.offset = l.log.end();
         self.modelled.store(model.offset, Ordering::Release);
         l.log.end()
+    }
+
+    /// Processes chunks until the model is at most `lag` behind the log.
+    fn feed_until(&self, lag: u64) {
+        let mut chunk = Vec::with_capacity(MODEL_CHUNK);
+        loop {
+            let mut model = self.model.lock().unwrap();
+            if self.log().log.end() <= model.offset + lag
+                || !self.next_chunk(&mut model, &mut chunk)
+            {
+                return;
+            }
+            self.process(&mut model, &chunk);
+        }
     }
 
     /// Processes what the model has not seen yet (the background feeder).
@@ -114,6 +143,30 @@ impl Recorder {
         let mut model = self.model.lock().unwrap();
         let at = self.catch_up(&mut model).log.end();
         (model.term.render_snapshot(), at)
+    }
+
+    /// The terminal's state for a client that shows the stream up to
+    /// `from` (see [`Terminal::render_since`]), and the offset it stands for.
+    ///
+    /// Unlike a snapshot, it stands for what the model has processed, without
+    /// catching up first: under a flood the program prints faster than the
+    /// model parses, and the client gets the newest state there is at once.
+    /// `None` when the model has not got past `from` yet.
+    pub fn state_since(&self, from: u64, budget: usize, name: &str) -> Option<(Vec<u8>, u64)> {
+        let model = self.model.lock().unwrap();
+        (model.offset > from).then(|| (model.term.render_since(from, budget, name).0, model.offset))
+    }
+
+    /// How far the model has processed the log.
+    pub fn modelled(&self) -> u64 {
+        self.modelled.load(Ordering::Acquire)
+    }
+
+    /// The rows that scrolled off, as text with attributes.
+    pub fn history(&self, tail: Option<usize>) -> Vec<u8> {
+        let mut model = self.model.lock().unwrap();
+        drop(self.catch_up(&mut model));
+        model.term.history_text(tail)
     }
 
     pub fn resize(&self, size: WinSize) {
@@ -148,7 +201,7 @@ impl Recorder {
     }
 
     fn process(&self, model: &mut Model, chunk: &[u8]) {
-        model.term.process(chunk);
+        model.term.process_at(chunk, model.offset);
         model.offset += chunk.len() as u64;
         self.modelled.store(model.offset, Ordering::Release);
     }
@@ -250,5 +303,23 @@ mod tests {
             }
         }
         assert_eq!(r.snapshot().0, t.render_snapshot());
+    }
+
+    #[test]
+    fn the_model_never_trails_the_log_by_more_than_the_limit() {
+        let r = Recorder::new(64 << 20, SIZE, 100);
+        let line = b"0123456789 abcdefghijklmnopqrstuvwxyz\r\n".repeat(1000);
+        for _ in 0..200 {
+            let end = r.append(&line);
+            assert!(
+                end - r.modelled() <= MAX_MODEL_LAG,
+                "{end} {}",
+                r.modelled()
+            );
+        }
+        assert!(
+            r.modelled() > 0,
+            "the pump helped: nobody else fed the model"
+        );
     }
 }

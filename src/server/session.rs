@@ -295,6 +295,30 @@ impl Session {
         self.output.snapshot()
     }
 
+    /// What a client showing the stream up to `from` needs to show the
+    /// screen now (rows scrolled off since, within `budget`), and its offset.
+    pub fn state_since(&self, from: u64, budget: usize) -> Option<(Vec<u8>, u64)> {
+        self.output.state_since(from, budget, &self.name)
+    }
+
+    /// The rows that scrolled off (the newest `tail` of them), for `abide history`.
+    pub fn history(&self, tail: Option<usize>) -> Vec<u8> {
+        self.output.history(tail)
+    }
+
+    /// The output log's extent and the exit code, for the channel core.
+    pub fn log_state(&self) -> crate::proto::server::LogState {
+        let exited = *self.exit_tx.borrow();
+        let modelled = self.output.modelled();
+        let l = self.output.log();
+        crate::proto::server::LogState {
+            start: l.log.start(),
+            end: l.log.end(),
+            exited,
+            modelled,
+        }
+    }
+
     pub fn register_client(self: &Arc<Self>, client_id: u64) -> ClientGuard {
         let mut st = self.state.lock().unwrap();
         let generation = st.next_generation;

@@ -30,8 +30,21 @@ struct History {
     text: String,
     /// Where each live row begins in `text`.
     starts: VecDeque<usize>,
+    /// For each live row, the stream offset by which it had scrolled off:
+    /// the end of the piece (up to and including a line feed) being parsed.
+    tags: VecDeque<u64>,
     max_lines: usize,
+    /// Rows ever recorded; the oldest live row is number `total - len()`.
+    total: u64,
+    /// (row number, tag) of every [`CHECKPOINT_EVERY`]th row, so rows that
+    /// have left the history can still be counted for the marker.
+    checkpoints: VecDeque<(u64, u64)>,
+    /// The end offset of the piece being parsed now.
+    piece_end: u64,
 }
+
+const CHECKPOINT_EVERY: u64 = 64;
+const MAX_CHECKPOINTS: usize = 4096;
 
 impl History {
     fn lines(&self) -> impl Iterator<Item = &str> {
@@ -42,6 +55,23 @@ impl History {
     fn len(&self) -> usize {
         self.starts.len()
     }
+
+    /// How many rows scrolled off after `from`, counting those no longer
+    /// kept (approximately, to [`CHECKPOINT_EVERY`] rows, when they are old).
+    fn rows_after(&self, from: u64) -> u64 {
+        let live_after = (self.len() - self.tags.partition_point(|&t| t <= from)) as u64;
+        let first_live = self.total - self.len() as u64;
+        if live_after < self.len() as u64 || first_live == 0 {
+            return live_after;
+        }
+        // Every live row is newer; count the dropped ones from the checkpoints.
+        let i = self.checkpoints.partition_point(|&(_, t)| t <= from);
+        let first_after = match i.checked_sub(1).map(|j| self.checkpoints[j]) {
+            Some((row, _)) => row + 1,
+            None => self.checkpoints.front().map_or(first_live, |c| c.0),
+        };
+        live_after + first_live.saturating_sub(first_after)
+    }
 }
 
 impl Callbacks for History {
@@ -51,8 +81,16 @@ impl Callbacks for History {
         if alternate_screen || self.max_lines == 0 {
             return;
         }
+        if self.total % CHECKPOINT_EVERY == 0 {
+            if self.checkpoints.len() == MAX_CHECKPOINTS {
+                self.checkpoints.pop_front();
+            }
+            self.checkpoints.push_back((self.total, self.piece_end));
+        }
+        self.total += 1;
         if self.starts.len() == self.max_lines {
             self.starts.pop_front();
+            self.tags.pop_front();
             let dead = self.starts.front().copied().unwrap_or(self.text.len());
             if dead > self.text.len() / 2 && dead > 64 * 1024 {
                 self.text.drain(..dead);
@@ -60,6 +98,7 @@ impl Callbacks for History {
             }
         }
         self.starts.push_back(self.text.len());
+        self.tags.push_back(self.piece_end);
         let mut state = vt100::capture::BasicFormattedCaptureState::new();
         // Writing into a String cannot fail.
         let _ = row.write_formatted_basic(&mut self.text, &mut state);
@@ -84,7 +123,11 @@ impl Terminal {
         let history = History {
             text: String::new(),
             starts: VecDeque::new(),
+            tags: VecDeque::new(),
             max_lines: scrollback_lines,
+            total: 0,
+            checkpoints: VecDeque::new(),
+            piece_end: 0,
         };
         Terminal {
             parser: Parser::new_with_callbacks(rows, cols, 0, history),
@@ -93,6 +136,18 @@ impl Terminal {
 
     pub fn process(&mut self, bytes: &[u8]) {
         self.parser.process(bytes);
+    }
+
+    /// Processes `bytes`, which start at stream offset `offset`, one line at
+    /// a time, so that each row that scrolls off is tagged with the offset of
+    /// the line feed (or the end of `bytes`) after which it was gone.
+    pub fn process_at(&mut self, bytes: &[u8], offset: u64) {
+        let mut at = offset;
+        for piece in bytes.split_inclusive(|&b| b == b'\n') {
+            at += piece.len() as u64;
+            self.parser.callbacks_mut().piece_end = at;
+            self.parser.process(piece);
+        }
     }
 
     pub fn resize(&mut self, size: WinSize) {
@@ -137,6 +192,72 @@ impl Terminal {
         }
         out.push_str("\x1b[0m");
         out.push_str(&screen.state_formatted());
+        out.into_bytes()
+    }
+}
+
+impl Terminal {
+    /// Escape sequences that take a terminal showing the stream up to
+    /// `from` to the model's state now: the rows that scrolled off since
+    /// `from`, in order (at most `budget` bytes of them, the newest, after a
+    /// marker line counting the others), then the screen, cursor and modes.
+    ///
+    /// Written from the top-left corner: the rows that scrolled off since
+    /// `from` are, in order, the top rows of the screen the client shows, so
+    /// they are rewritten in place and the screen rows printed after them
+    /// push them into the client's native scrollback. Returns the bytes and
+    /// how many rows the marker stands for.
+    pub fn render_since(&self, from: u64, budget: usize, name: &str) -> (Vec<u8>, u64) {
+        let screen = self.parser.screen();
+        let h = self.parser.callbacks();
+        let after = h.rows_after(from);
+        let live: Vec<&str> = {
+            let skip = h.len() - (after as usize).min(h.len());
+            h.lines().skip(skip).collect()
+        };
+        let mut used = 0;
+        let fit = live
+            .iter()
+            .rev()
+            .take_while(|l| {
+                used += l.len() + 8;
+                used <= budget
+            })
+            .count();
+        let omitted = after - fit as u64;
+        let mut out = String::new();
+        out.push_str("\x1b[?1049l\x1b[0m\x1b[H");
+        if omitted > 0 {
+            out.push_str(&format!(
+                "\x1b[2K\x1b[7mabide: {omitted} earlier lines not shown \u{2014} `abide history {name}` has them\x1b[0m\r\n"
+            ));
+        }
+        for line in &live[live.len() - fit..] {
+            out.push_str("\x1b[2K");
+            out.push_str(line);
+            out.push_str("\x1b[0m\r\n");
+        }
+        if screen.alternate_screen() {
+            out.push_str("\x1b[?1049h");
+        } else {
+            let visible = screen.contents_formatted_basic();
+            out.push_str(&visible.replace('\n', "\x1b[0m\r\n"));
+        }
+        out.push_str("\x1b[0m");
+        out.push_str(&screen.state_formatted());
+        (out.into_bytes(), omitted)
+    }
+
+    /// The history kept (the newest `tail` rows when given) as lines of
+    /// text with attributes, for `abide history`.
+    pub fn history_text(&self, tail: Option<usize>) -> Vec<u8> {
+        let h = self.parser.callbacks();
+        let skip = tail.map_or(0, |t| h.len().saturating_sub(t));
+        let mut out = String::new();
+        for line in h.lines().skip(skip) {
+            out.push_str(line);
+            out.push_str("\x1b[0m\n");
+        }
         out.into_bytes()
     }
 }
@@ -219,5 +340,91 @@ mod tests {
         let shown = replay(size, &t.render_snapshot());
         assert!(shown.screen().alternate_screen());
         assert_eq!(shown.screen().contents(), t.screen_text());
+    }
+
+    /// A viewer's scrollback and screen, top to bottom, one line per row.
+    fn everything(viewer: &mut vt100::Parser) -> String {
+        viewer.screen_mut().set_scrollback(usize::MAX);
+        let depth = viewer.screen().scrollback();
+        let mut rows = Vec::new();
+        for k in (1..=depth).rev() {
+            viewer.screen_mut().set_scrollback(k);
+            rows.push(viewer.screen().rows(0, 200).next().unwrap());
+        }
+        viewer.screen_mut().set_scrollback(0);
+        rows.extend(viewer.screen().rows(0, 200));
+        while rows.last().is_some_and(|r| r.is_empty()) {
+            rows.pop();
+        }
+        rows.iter().map(|r| r.trim_end()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// A viewer that showed the stream up to some offset, then got the
+    /// state since it: its scrollback and screen hold every line once, in order.
+    #[test]
+    fn state_since_an_offset_continues_the_viewers_scrollback() {
+        let size = WinSize { rows: 5, cols: 20 };
+        let lines: Vec<String> = (0..200)
+            .map(|i| format!("\x1b[3{}mline {i}\x1b[0m\r\n", i % 8))
+            .collect();
+        let all: Vec<u8> = lines.concat().into_bytes();
+        for cut_line in [0usize, 3, 7, 60, 150] {
+            let from: usize = lines[..cut_line].iter().map(String::len).sum();
+            let mut t = Terminal::new(size, 1000);
+            t.process_at(&all[..from], 0);
+            t.process_at(&all[from..], from as u64);
+            t.process_at(b"prompt$ ", all.len() as u64);
+            let (state, omitted) = t.render_since(from as u64, usize::MAX, "s");
+            assert_eq!(omitted, 0);
+            let mut viewer = vt100::Parser::new(
+                NonZeroU16::new(5).unwrap(),
+                NonZeroU16::new(20).unwrap(),
+                10_000,
+            );
+            viewer.process(&all[..from]);
+            viewer.process(&state);
+            assert_eq!(viewer.screen().contents(), t.screen_text());
+            let seen = everything(&mut viewer);
+            let want: String =
+                (0..200).map(|i| format!("line {i}\n")).collect::<String>() + "prompt$";
+            assert_eq!(seen, want, "cut at line {cut_line}");
+            // "line 196" tops the screen, in its colour (196 % 8).
+            assert_eq!(
+                viewer.screen().cell(0, 0).unwrap().fgcolor(),
+                vt100::Color::Idx(4)
+            );
+        }
+    }
+
+    #[test]
+    fn a_state_over_budget_keeps_the_newest_rows_and_counts_the_rest() {
+        let size = WinSize { rows: 5, cols: 20 };
+        let mut t = Terminal::new(size, 50);
+        let mut at = 0u64;
+        for i in 0..1000 {
+            let l = format!("line {i}\r\n");
+            t.process_at(l.as_bytes(), at);
+            at += l.len() as u64;
+        }
+        // 996 rows scrolled off since 0 (4 on screen), 50 kept; room for 10.
+        let (state, omitted) = t.render_since(0, 10 * 16, "work");
+        assert_eq!(omitted, 996 - 10);
+        let text = String::from_utf8(state).unwrap();
+        assert!(
+            text.contains("abide: 986 earlier lines not shown"),
+            "{text:?}"
+        );
+        assert!(text.contains("abide history work"));
+        assert!(text.contains("line 986\x1b[0m") && !text.contains("line 985\x1b"));
+        // Counting from an offset inside the dropped rows uses the checkpoints.
+        let from = (0..500)
+            .map(|i| format!("line {i}\r\n").len() as u64)
+            .sum::<u64>();
+        let (_, omitted) = t.render_since(from, 0, "work");
+        let exact = 996 - 500;
+        assert!(
+            omitted.abs_diff(exact) < CHECKPOINT_EVERY,
+            "{omitted} vs {exact}"
+        );
     }
 }

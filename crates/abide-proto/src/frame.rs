@@ -84,6 +84,9 @@ pub enum Request {
     /// Reply: `Down::Granted` with no session: the grant lets a network
     /// client `Watch` (`abide server --bootstrap --watch`).
     GrantWatch { port_range: (u16, u16) },
+    /// Reply: `Down::History` pieces: the rows that scrolled off the session's
+    /// screen (the newest `tail` of them), as text with attributes.
+    History { name: String, tail: Option<u64> },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +235,12 @@ pub enum Down {
     Attention(AttentionEvent),
     /// Right after `Attached`: what happened while nobody was attached.
     Away(Summary),
+    /// A piece of a session's history (`Request::History`); `last` ends it.
+    History {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        last: bool,
+    },
 }
 
 /// The PTY's termios flags that decide whether typed keys are echoed.

@@ -15,6 +15,7 @@ pub mod outlog;
 pub mod policy;
 pub mod predict;
 pub mod resume;
+pub mod server;
 #[cfg(test)]
 mod sim;
 

@@ -79,6 +79,10 @@ pub enum Event {
     },
     /// What happened while the user was away (sent once, on attach).
     Away(super::attention::Summary),
+    /// The next `Write` is a snapshot: it redraws the whole screen, so the
+    /// terminal should first drop the modes and scroll region of what it
+    /// showed before (which may have been drawn at another size).
+    SnapshotFollows,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -309,6 +313,7 @@ impl ClientCore {
                         });
                     }
                     self.offset = offset;
+                    self.events.push_back(Event::SnapshotFollows);
                     self.events
                         .push_back(Event::Write(std::mem::take(&mut self.snapshot)));
                 }
@@ -334,7 +339,8 @@ impl ClientCore {
             | Down::Granted(_)
             | Down::SessionList(_)
             | Down::Watching { .. }
-            | Down::Attention(_) => {
+            | Down::Attention(_)
+            | Down::History { .. } => {
                 return Err(ProtocolError::Unexpected(
                     "control reply on a session channel",
                 ));
@@ -695,5 +701,43 @@ mod tests {
         assert_eq!(writes(&mut c), b"screen");
         assert_eq!(c.offset(), 500);
         assert!(drain(&mut c).contains(&Up::Ack { offset: 500 }));
+    }
+
+    /// The driver must know a snapshot from output, to drop what the terminal
+    /// showed before it; plain output carries no such mark.
+    #[test]
+    fn a_snapshot_is_announced_just_before_its_bytes() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.on_frame(
+            Down::Output {
+                offset: 0,
+                data: b"out".to_vec(),
+            },
+            t,
+        )
+        .unwrap();
+        c.on_frame(
+            Down::Snapshot {
+                offset: 500,
+                data: b"screen".to_vec(),
+                last: true,
+            },
+            t,
+        )
+        .unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| c.poll_event())
+            .filter(|e| !matches!(e, Event::Attached { .. }))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                Event::Write(b"out".to_vec()),
+                Event::SnapshotFollows,
+                Event::Write(b"screen".to_vec())
+            ]
+        );
     }
 }

@@ -10,8 +10,8 @@
 //! retransmits its first flight like quinn does; an ssh attempt retries its
 //! SYN like TCP, then spends a few round trips logging in. A rebind or roam
 //! kills TCP flows; QUIC migrates (or, for some seeds, dies too). The server
-//! is a small model built from the core's own `OutLog` and `InputDedup`, with
-//! the same send window and resume rules as `server/channel.rs`.
+//! side is the core's own `ServerChannel` (what to send, from offsets and
+//! acks), `OutLog` and `InputDedup`, wired like `server/channel.rs` wires them.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use crate::input::InputDedup;
 use crate::outlog::OutLog;
 use crate::policy::{Action, AttemptId, Choice, Config, ConnectError, LinkPolicy, Transport};
 use crate::resume::{ClientCore, Event, Timing};
+use crate::server::{Action as Send, LogState, ServerChannel};
 
 /// splitmix64: small, seeded, good enough for coin flips.
 struct Rng(u64);
@@ -115,18 +116,13 @@ enum UpMsg {
     Up(Up),
 }
 
-struct Chan {
-    pos: u64,
-    acked: u64,
-}
-
 struct Link {
     id: AttemptId,
     transport: Transport,
     dead: bool,
     up: Dir<UpMsg>,
     down: Dir<Down>,
-    chan: Option<Chan>,
+    chan: Option<ServerChannel>,
     last_delivery: Instant,
 }
 
@@ -141,7 +137,6 @@ struct AttemptSim {
 
 const CLIENT: u64 = 77;
 const SESSION: u64 = 5;
-const WINDOW: u64 = 64 * 1024;
 const CHUNK: usize = 4096;
 const LINE_EVERY: Duration = Duration::from_millis(50);
 const TYPE_EVERY: Duration = Duration::from_millis(137);
@@ -228,7 +223,10 @@ impl World {
                     }
                     Event::LinkQuiet => self.policy.link_quiet(now),
                     Event::LinkLost => self.policy.link_lost(now),
-                    Event::LinkBack | Event::Attached { .. } | Event::Away(_) => {}
+                    Event::LinkBack
+                    | Event::Attached { .. }
+                    | Event::Away(_)
+                    | Event::SnapshotFollows => {}
                     Event::Exited { .. } | Event::Detached | Event::Error { .. } => {
                         panic!("session ended in the simulation: {e:?}")
                     }
@@ -449,10 +447,10 @@ impl World {
                     l.chan = None;
                 }
                 let l = &mut self.links[i];
-                l.chan = Some(Chan {
-                    pos: start,
-                    acked: start,
-                });
+                let mut chan = ServerChannel::new(start, now);
+                // No terminal model here: the byte stream only.
+                chan.set_adaptive(false);
+                l.chan = Some(chan);
                 l.down.push(
                     Down::Attached(Attached {
                         session_id: SESSION,
@@ -476,8 +474,7 @@ impl World {
                         self.links[i].down.push(Down::InputAck { seq }, now, rto);
                     }
                     Up::Ack { offset } => {
-                        let c = self.links[i].chan.as_mut().unwrap();
-                        c.acked = c.acked.max(offset);
+                        self.links[i].chan.as_mut().unwrap().on_ack(offset, now);
                     }
                     Up::Ping { nonce } => self.links[i].down.push(Down::Pong { nonce }, now, rto),
                     Up::Resize(_) => {}
@@ -487,27 +484,29 @@ impl World {
         }
     }
 
+    /// The server channel core decides what to send; this sends it.
     fn server_pump(&mut self, i: usize) {
         let rto = self.rto_for(self.links[i].transport);
         let now = self.now;
-        let end = self.log.end();
+        let log = LogState {
+            start: self.log.start(),
+            end: self.log.end(),
+            exited: None,
+            modelled: 0,
+        };
         let l = &mut self.links[i];
         let Some(c) = l.chan.as_mut() else { return };
-        while c.pos < end && c.pos - c.acked.min(c.pos) < WINDOW {
-            let data = self
-                .log
-                .read_vec(c.pos, CHUNK)
-                .expect("the simulation's log keeps everything");
-            let n = data.len() as u64;
-            l.down.push(
-                Down::Output {
-                    offset: c.pos,
-                    data,
-                },
-                now,
-                rto,
-            );
-            c.pos += n;
+        while let Some(action) = c.poll(log, CHUNK, now) {
+            match action {
+                Send::Output { offset, len } => {
+                    let data = self
+                        .log
+                        .read_vec(offset, len)
+                        .expect("the simulation's log keeps everything");
+                    l.down.push(Down::Output { offset, data }, now, rto);
+                }
+                other => panic!("unexpected server action in the simulation: {other:?}"),
+            }
         }
     }
 

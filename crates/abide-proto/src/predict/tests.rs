@@ -330,3 +330,12 @@ fn random_keys_and_servers_leave_nothing_behind() {
         run_random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 60);
     }
 }
+
+#[test]
+fn the_fuzz_entry_takes_any_bytes() {
+    let mut rng = Rng(0x5eed);
+    for len in 0..400usize {
+        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        run_bytes(&data);
+    }
+}

@@ -1,0 +1,701 @@
+//! The server's side of one attached client, as a state machine: what to send
+//! next (log bytes, a snapshot, the terminal's state, the exit) from the
+//! client's offset, its acks and the output log's state.
+//!
+//! Why a core of its own: the decisions here (how much may be in flight, when
+//! a client has fallen so far behind that replaying the byte stream would keep
+//! its keystrokes' echo waiting for seconds, when the program's exit may be
+//! told) used to live inside a `tokio::select!` with no tests. Here they take
+//! time as `Instant` arguments, so the tests below run a simulated link and
+//! assert timings exactly.
+//!
+//! Delivery is adaptive. While the client keeps up, it gets the byte stream,
+//! at most one window ahead of what it acknowledged. The window follows the
+//! link's measured bandwidth-delay product (delivery rate from acks, as BBR
+//! measures it, times the minimum round trip), so that whatever is queued on
+//! the path drains in about a round trip and a keystroke's echo never waits
+//! behind a megabyte. When what the client still needs would take more than
+//! [`BACKLOG_LIMIT`] on its link (the program prints faster than the link, or
+//! than the client's terminal, carries), the channel asks for the terminal's
+//! state instead ([`Action::State`]): the rows that scrolled off since the
+//! client's offset (the newest of them that fit the link's budget) and the
+//! screen, then goes on with the raw stream from the offset that state stands
+//! for.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The most output in flight (sent, not acknowledged), whatever the link.
+pub const MAX_WINDOW: u64 = 1024 * 1024;
+/// The least: one round trip of a slow link still carries this much.
+pub const MIN_WINDOW: u64 = 16 * 1024;
+/// In flight before the link has been measured.
+pub const INITIAL_WINDOW: u64 = 64 * 1024;
+/// A client further behind than this (at its link's rate) gets the state, not the stream.
+pub const BACKLOG_LIMIT: Duration = Duration::from_millis(200);
+/// Below this much backlog the stream always goes on, whatever the rate.
+const MIN_BACKLOG: u64 = 16 * 1024;
+/// How much of the link's time one state may spend on history rows.
+const HISTORY_TIME: Duration = Duration::from_millis(50);
+const MIN_HISTORY_BUDGET: usize = 8 * 1024;
+/// Delivery-rate samples are kept this long (the estimate is their maximum).
+const BW_WINDOW: Duration = Duration::from_secs(2);
+/// The minimum round trip is forgotten after this long (paths change).
+const RTT_WINDOW: Duration = Duration::from_secs(10);
+
+/// What the output log looks like now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogState {
+    /// Oldest offset still kept.
+    pub start: u64,
+    /// One past the newest byte.
+    pub end: u64,
+    /// The program's exit code, once it exited and all its output is logged.
+    pub exited: Option<i32>,
+    /// How far the terminal model has processed the log: a state stands for
+    /// the output before this (it is not worth waiting for the model to catch
+    /// up with a program that prints faster than it parses).
+    pub modelled: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send the log's bytes `offset..offset + len` as output frames.
+    Output { offset: u64, len: usize },
+    /// The client's offset has left the log: send a full snapshot (screen and
+    /// all history kept), then call [`ServerChannel::state_sent`].
+    Snapshot,
+    /// The client is too far behind for the stream: send the rows that
+    /// scrolled off since `from` (the newest of them, at most
+    /// `history_budget` bytes, with a marker counting the others) and the
+    /// screen, then call [`ServerChannel::state_sent`].
+    State { from: u64, history_budget: usize },
+    /// All output is sent: tell the client the program exited.
+    Exit { code: i32 },
+}
+
+/// One piece of output sent and not yet acknowledged.
+#[derive(Debug)]
+struct Sent {
+    /// The client's offset once it has this piece.
+    end: u64,
+    /// Bytes on the wire.
+    wire: u64,
+    at: Instant,
+    /// `delivered` and `delivered_at` when it was sent (rate samples).
+    delivered: u64,
+    delivered_at: Instant,
+    /// Sent with nothing more waiting: its delivery says nothing about the link's rate.
+    app_limited: bool,
+}
+
+#[derive(Debug)]
+pub struct ServerChannel {
+    /// Next offset to send.
+    pos: u64,
+    /// The client has everything before this.
+    acked: u64,
+    sent: VecDeque<Sent>,
+    inflight: u64,
+    /// Wire bytes acknowledged so far, and when the last ack came.
+    delivered: u64,
+    delivered_at: Instant,
+    /// Delivery-rate samples (bytes/s), newest last.
+    rates: VecDeque<(Instant, f64)>,
+    min_rtt: Option<(Duration, Instant)>,
+    exit_sent: bool,
+    adaptive: bool,
+    states_sent: u64,
+}
+
+impl ServerChannel {
+    /// A client that has everything before `start`.
+    pub fn new(start: u64, now: Instant) -> Self {
+        ServerChannel {
+            pos: start,
+            acked: start,
+            sent: VecDeque::new(),
+            inflight: 0,
+            delivered: 0,
+            delivered_at: now,
+            rates: VecDeque::new(),
+            min_rtt: None,
+            exit_sent: false,
+            adaptive: true,
+            states_sent: 0,
+        }
+    }
+
+    /// Off: the byte stream only, whatever the backlog (benchmarks, tests).
+    pub fn set_adaptive(&mut self, on: bool) {
+        self.adaptive = on;
+    }
+
+    /// Next offset to send.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Wire bytes sent and not yet acknowledged.
+    pub fn in_flight(&self) -> u64 {
+        self.inflight
+    }
+
+    pub fn states_sent(&self) -> u64 {
+        self.states_sent
+    }
+
+    /// The link's delivery rate in bytes/s, once measured.
+    pub fn bandwidth(&self) -> Option<f64> {
+        self.rates.iter().map(|r| r.1).reduce(f64::max)
+    }
+
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.map(|r| r.0)
+    }
+
+    /// How much may be in flight: one and a half bandwidth-delay products.
+    pub fn window(&self) -> u64 {
+        match (self.bandwidth(), self.min_rtt()) {
+            (Some(bw), Some(rtt)) => {
+                ((bw * rtt.as_secs_f64() * 1.5) as u64).clamp(MIN_WINDOW, MAX_WINDOW)
+            }
+            _ => INITIAL_WINDOW,
+        }
+    }
+
+    /// The largest output piece to send at once: a quarter window, so that
+    /// acks (and the rate and round-trip samples they carry) come often.
+    fn chunk(&self, max_chunk: usize) -> usize {
+        ((self.window() / 4) as usize).clamp(1024, max_chunk)
+    }
+
+    /// The client says it has (written to its terminal) everything before
+    /// `offset`. Offsets behind an earlier ack or beyond what was sent are
+    /// ignored: they come from an older link or a lying peer.
+    pub fn on_ack(&mut self, offset: u64, now: Instant) {
+        if offset <= self.acked || offset > self.pos {
+            return;
+        }
+        self.acked = offset;
+        while self.sent.front().is_some_and(|s| s.end <= offset) {
+            let s = self.sent.pop_front().expect("checked");
+            self.inflight -= s.wire;
+            self.delivered += s.wire;
+            let elapsed = now.saturating_duration_since(s.delivered_at);
+            let rate = (self.delivered - s.delivered) as f64
+                / elapsed
+                    .as_secs_f64()
+                    .max(Duration::from_micros(100).as_secs_f64());
+            // An app-limited sample only shows a lower bound; it counts when
+            // it beats the estimate.
+            if !s.app_limited || self.bandwidth().is_none_or(|bw| rate > bw) {
+                self.rates.push_back((now, rate));
+            }
+            let rtt = now.saturating_duration_since(s.at);
+            let stale = self
+                .min_rtt
+                .is_none_or(|(m, at)| rtt <= m || now.saturating_duration_since(at) > RTT_WINDOW);
+            if stale {
+                self.min_rtt = Some((rtt, now));
+            }
+        }
+        self.delivered_at = now;
+        while self
+            .rates
+            .front()
+            .is_some_and(|r| now.saturating_duration_since(r.0) > BW_WINDOW)
+            && self.rates.len() > 1
+        {
+            self.rates.pop_front();
+        }
+    }
+
+    /// What to send next, or `None` until an ack, new output or the exit.
+    /// An [`Action::Output`] counts as sent when returned.
+    pub fn poll(&mut self, log: LogState, max_chunk: usize, now: Instant) -> Option<Action> {
+        if self.exit_sent {
+            return None;
+        }
+        if self.pos < log.end {
+            if self.inflight >= self.window() {
+                return None;
+            }
+            if self.pos < log.start {
+                return Some(Action::Snapshot);
+            }
+            if let Some(budget) = self.state_budget(log) {
+                return Some(Action::State {
+                    from: self.pos,
+                    history_budget: budget,
+                });
+            }
+            let len = (log.end - self.pos).min(self.chunk(max_chunk) as u64) as usize;
+            let offset = self.pos;
+            self.record(
+                offset + len as u64,
+                len as u64,
+                now,
+                offset + len as u64 == log.end,
+            );
+            return Some(Action::Output { offset, len });
+        }
+        if let Some(code) = log.exited {
+            self.exit_sent = true;
+            return Some(Action::Exit { code });
+        }
+        None
+    }
+
+    /// The history budget when the client should get the state instead of
+    /// the stream: what it still needs would take more than
+    /// [`BACKLOG_LIMIT`] on its link.
+    fn state_budget(&self, log: LogState) -> Option<usize> {
+        if !self.adaptive {
+            return None;
+        }
+        let bw = self.bandwidth()?;
+        if log.modelled <= self.pos {
+            return None;
+        }
+        let backlog = (log.end - self.pos) + self.inflight;
+        let limit = ((bw * BACKLOG_LIMIT.as_secs_f64()) as u64).max(MIN_BACKLOG);
+        (backlog > limit)
+            .then(|| ((bw * HISTORY_TIME.as_secs_f64()) as usize).max(MIN_HISTORY_BUDGET))
+    }
+
+    /// A snapshot or state went out: `raw` log bytes from the current
+    /// position first (the driver may finish the current line before the
+    /// state), then `wire` bytes standing for everything before `at`
+    /// (for a state, the model's offset when it was rendered).
+    pub fn state_sent(&mut self, raw: u64, at: u64, wire: u64, now: Instant) {
+        if raw > 0 {
+            let end = self.pos + raw;
+            self.record(end, raw, now, false);
+        }
+        let at = at.max(self.pos);
+        self.record(at, wire, now, false);
+        self.states_sent += 1;
+    }
+
+    /// The [`Action::Output`] at `offset` could not be sent after all (the
+    /// log evicted it meanwhile): the next poll decides again from there.
+    pub fn output_unsent(&mut self, offset: u64) {
+        if offset >= self.pos || offset < self.acked {
+            return;
+        }
+        while self.sent.back().is_some_and(|s| s.end > offset) {
+            let s = self.sent.pop_back().expect("checked");
+            self.inflight -= s.wire;
+        }
+        self.pos = offset;
+    }
+
+    fn record(&mut self, end: u64, wire: u64, now: Instant, app_limited: bool) {
+        self.sent.push_back(Sent {
+            end,
+            wire,
+            at: now,
+            delivered: self.delivered,
+            delivered_at: self.delivered_at,
+            app_limited,
+        });
+        self.inflight += wire;
+        self.pos = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: usize = 32 * 1024;
+
+    /// Output the program writes: `rate` bytes/s from `from` until `until`.
+    struct Program {
+        rate: f64,
+        until: Duration,
+    }
+
+    /// What a client on the other end of a simulated link sees: one
+    /// bottleneck of `bw` bytes/s (a queue), `delay` each way.
+    struct Sim {
+        t0: Instant,
+        now: Instant,
+        bw: f64,
+        delay: Duration,
+        link_free: Instant,
+        /// (arrival time, client offset after it, what it was)
+        arriving: VecDeque<(Instant, u64, Action)>,
+        acks: VecDeque<(Instant, u64)>,
+        ch: ServerChannel,
+        log: LogState,
+        /// Offset the client's terminal reached, and when.
+        client: u64,
+        got: Vec<(Instant, u64, Action)>,
+    }
+
+    impl Sim {
+        fn new(bw: f64, rtt_ms: u64) -> Sim {
+            let t0 = Instant::now();
+            Sim {
+                t0,
+                now: t0,
+                bw,
+                delay: Duration::from_millis(rtt_ms / 2),
+                link_free: t0,
+                arriving: VecDeque::new(),
+                acks: VecDeque::new(),
+                ch: ServerChannel::new(0, t0),
+                log: LogState {
+                    start: 0,
+                    end: 0,
+                    exited: None,
+                    modelled: u64::MAX,
+                },
+                client: 0,
+                got: Vec::new(),
+            }
+        }
+
+        fn transmit(&mut self, wire: u64, end: u64, what: Action) {
+            let start = self.link_free.max(self.now);
+            self.link_free = start + Duration::from_secs_f64(wire as f64 / self.bw);
+            self.arriving
+                .push_back((self.link_free + self.delay, end, what));
+        }
+
+        /// Advances 1 ms: the program writes, the channel sends what it may,
+        /// frames and acks arrive.
+        fn step(&mut self, program: &Program, ring: u64, state_wire: u64) {
+            self.now += Duration::from_millis(1);
+            if self.now - self.t0 <= program.until {
+                self.log.end += (program.rate / 1000.0) as u64;
+                self.log.start = self.log.end.saturating_sub(ring);
+            }
+            self.log.modelled = self.log.end;
+            while self.acks.front().is_some_and(|a| a.0 <= self.now) {
+                let (_, off) = self.acks.pop_front().unwrap();
+                self.ch.on_ack(off, self.now);
+            }
+            while let Some(a) = self.ch.poll(self.log, CHUNK, self.now) {
+                match a {
+                    Action::Output { offset, len } => {
+                        self.transmit(len as u64 + 8, offset + len as u64, a)
+                    }
+                    Action::Snapshot | Action::State { .. } => {
+                        let at = self.log.end;
+                        self.ch.state_sent(0, at, state_wire, self.now);
+                        self.transmit(state_wire, at, a);
+                    }
+                    Action::Exit { .. } => self.transmit(8, self.log.end, a),
+                }
+            }
+            while self.arriving.front().is_some_and(|a| a.0 <= self.now) {
+                let (t, end, what) = self.arriving.pop_front().unwrap();
+                if let Action::Output { offset, .. } = what {
+                    assert_eq!(offset, self.client, "stream continues where the client is");
+                }
+                self.client = self.client.max(end);
+                self.acks.push_back((t + self.delay, self.client));
+                self.got.push((t, end, what));
+            }
+        }
+
+        fn run(&mut self, program: &Program, ms: u64) {
+            for _ in 0..ms {
+                self.step(program, u64::MAX, 4096);
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_that_keeps_up_gets_the_stream_and_then_the_exit() {
+        let mut sim = Sim::new(10e6, 20);
+        let p = Program {
+            rate: 1e6,
+            until: Duration::from_millis(500),
+        };
+        sim.run(&p, 600);
+        sim.log.exited = Some(3);
+        sim.run(&p, 100);
+        assert_eq!(sim.client, sim.log.end);
+        assert_eq!(sim.ch.states_sent(), 0);
+        let exits: Vec<_> = sim
+            .got
+            .iter()
+            .filter(|g| matches!(g.2, Action::Exit { .. }))
+            .collect();
+        assert_eq!(exits.len(), 1);
+        assert_eq!(exits[0].2, Action::Exit { code: 3 });
+        assert!(matches!(sim.got.last().unwrap().2, Action::Exit { .. }));
+        // The link was measured: 10 MB/s (the program's 1 MB/s is app-limited
+        // and does not pull the estimate down), 20 ms.
+        let bw = sim.ch.bandwidth().unwrap();
+        assert!((0.9e6..=10.5e6).contains(&bw), "{bw}");
+        let rtt = sim.ch.min_rtt().unwrap();
+        assert!(
+            rtt >= Duration::from_millis(20) && rtt < Duration::from_millis(25),
+            "{rtt:?}"
+        );
+    }
+
+    #[test]
+    fn exit_waits_until_all_output_is_sent() {
+        let t = Instant::now();
+        let mut ch = ServerChannel::new(0, t);
+        let log = LogState {
+            start: 0,
+            end: 200_000,
+            exited: Some(0),
+            modelled: u64::MAX,
+        };
+        let mut sent = 0;
+        loop {
+            match ch.poll(log, CHUNK, t) {
+                Some(Action::Output { offset, len }) => {
+                    assert_eq!(offset, sent);
+                    sent += len as u64;
+                }
+                None => ch.on_ack(sent, t + Duration::from_millis(1)),
+                Some(Action::Exit { code }) => {
+                    assert_eq!(code, 0);
+                    assert_eq!(sent, 200_000);
+                    break;
+                }
+                Some(a) => panic!("{a:?}"),
+            }
+        }
+        assert_eq!(ch.poll(log, CHUNK, t), None, "the exit is told once");
+    }
+
+    #[test]
+    fn in_flight_never_exceeds_the_window() {
+        let t = Instant::now();
+        let mut ch = ServerChannel::new(0, t);
+        let log = LogState {
+            start: 0,
+            end: 10 << 20,
+            exited: None,
+            modelled: u64::MAX,
+        };
+        let mut n = 0;
+        while let Some(Action::Output { len, .. }) = ch.poll(log, CHUNK, t) {
+            n += len as u64;
+        }
+        assert_eq!(n, INITIAL_WINDOW);
+        assert_eq!(ch.in_flight(), INITIAL_WINDOW);
+        // An ack frees exactly what it covers.
+        ch.on_ack(16 * 1024, t + Duration::from_millis(50));
+        assert_eq!(ch.in_flight(), INITIAL_WINDOW - 16 * 1024);
+    }
+
+    #[test]
+    fn output_evicted_before_it_was_read_becomes_a_snapshot() {
+        let t = Instant::now();
+        let mut ch = ServerChannel::new(0, t);
+        let log = LogState {
+            start: 0,
+            end: 100,
+            exited: None,
+            modelled: u64::MAX,
+        };
+        assert_eq!(
+            ch.poll(log, CHUNK, t),
+            Some(Action::Output {
+                offset: 0,
+                len: 100
+            })
+        );
+        ch.output_unsent(0);
+        assert_eq!(ch.in_flight(), 0);
+        let log = LogState {
+            start: 50,
+            end: 150,
+            exited: None,
+            modelled: u64::MAX,
+        };
+        assert_eq!(ch.poll(log, CHUNK, t), Some(Action::Snapshot));
+    }
+
+    #[test]
+    fn hostile_acks_are_ignored() {
+        let t = Instant::now();
+        let mut ch = ServerChannel::new(100, t);
+        let log = LogState {
+            start: 0,
+            end: 1000,
+            exited: None,
+            modelled: u64::MAX,
+        };
+        assert!(matches!(
+            ch.poll(log, CHUNK, t),
+            Some(Action::Output { offset: 100, .. })
+        ));
+        ch.on_ack(u64::MAX, t);
+        ch.on_ack(5, t);
+        assert_eq!(ch.acked(), 100);
+        ch.on_ack(1000, t);
+        assert_eq!(ch.acked(), 1000);
+        assert_eq!(ch.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_offset_that_left_the_log_gets_a_snapshot_then_the_stream() {
+        let t = Instant::now();
+        let mut ch = ServerChannel::new(10, t);
+        let log = LogState {
+            start: 500,
+            end: 900,
+            exited: None,
+            modelled: u64::MAX,
+        };
+        assert_eq!(ch.poll(log, CHUNK, t), Some(Action::Snapshot));
+        ch.state_sent(0, 900, 3000, t);
+        assert_eq!(ch.position(), 900);
+        let log = LogState { end: 950, ..log };
+        assert_eq!(
+            ch.poll(log, CHUNK, t),
+            Some(Action::Output {
+                offset: 900,
+                len: 50
+            })
+        );
+    }
+
+    #[test]
+    fn a_fast_link_never_gets_state_even_for_a_flood() {
+        // 100 MB/s link, program at 50 MB/s: the stream keeps up.
+        let mut sim = Sim::new(100e6, 2);
+        let p = Program {
+            rate: 50e6,
+            until: Duration::from_millis(1000),
+        };
+        sim.run(&p, 1100);
+        assert_eq!(sim.ch.states_sent(), 0);
+        assert_eq!(sim.client, sim.log.end);
+    }
+
+    /// The case: `seq` floods a 2 Mbit/s, 100 ms link; Ctrl-C at 1 s
+    /// stops it; the output of a command 0.25 s later (0.2 s + half a round
+    /// trip for the keys to arrive) must show within 0.4 s of the Ctrl-C.
+    #[test]
+    fn after_a_flood_on_a_slow_link_new_output_shows_within_a_round_trip() {
+        let mut sim = Sim::new(250e3, 100);
+        let flood = Program {
+            rate: 20e6,
+            until: Duration::from_millis(1050),
+        };
+        for _ in 0..1250 {
+            sim.step(&flood, u64::MAX, 4096);
+        }
+        assert!(sim.ch.states_sent() > 0, "the flood went over as state");
+        // The command's output.
+        sim.log.end += 30;
+        let echo_end = sim.log.end;
+        let mut shown = None;
+        for _ in 0..2000 {
+            sim.step(&flood, u64::MAX, 4096);
+            if shown.is_none() && sim.client >= echo_end {
+                shown = Some(sim.now - sim.t0);
+            }
+        }
+        let shown = shown.expect("the echo arrived");
+        let after_ctrl_c = shown - Duration::from_millis(1000);
+        println!(
+            "echo shown {after_ctrl_c:?} after Ctrl-C; window {} B, bw {:.0} B/s, rtt {:?}, {} states",
+            sim.ch.window(),
+            sim.ch.bandwidth().unwrap(),
+            sim.ch.min_rtt().unwrap(),
+            sim.ch.states_sent()
+        );
+        assert!(
+            after_ctrl_c <= Duration::from_millis(400),
+            "{after_ctrl_c:?}"
+        );
+        // The estimate found the link: 250 kB/s, 100 ms.
+        let bw = sim.ch.bandwidth().unwrap();
+        assert!((200e3..=260e3).contains(&bw), "{bw}");
+        let rtt = sim.ch.min_rtt().unwrap();
+        assert!(
+            rtt >= Duration::from_millis(100) && rtt < Duration::from_millis(130),
+            "{rtt:?}"
+        );
+        assert!(sim.ch.window() < 64 * 1024, "{}", sim.ch.window());
+    }
+
+    #[test]
+    fn without_adaptive_delivery_the_slow_link_plays_the_backlog() {
+        // The same flood with the stream only: the echo waits behind it
+        // (this is what the test above guards against).
+        let mut sim = Sim::new(250e3, 100);
+        sim.ch.set_adaptive(false);
+        let flood = Program {
+            rate: 20e6,
+            until: Duration::from_millis(1050),
+        };
+        sim.run(&flood, 1250);
+        sim.log.end += 30;
+        let echo_end = sim.log.end;
+        sim.run(&flood, 1000);
+        assert!(
+            sim.client < echo_end,
+            "still playing the backlog a second later"
+        );
+        assert_eq!(sim.ch.states_sent(), 0);
+    }
+
+    #[test]
+    fn a_short_burst_on_a_slow_link_is_streamed() {
+        // 10 kB at once on a 250 kB/s link: 40 ms of backlog, streamed as is.
+        let mut sim = Sim::new(250e3, 100);
+        let p = Program {
+            rate: 0.0,
+            until: Duration::ZERO,
+        };
+        sim.run(&p, 500);
+        for _ in 0..5 {
+            sim.log.end += 10_000;
+            sim.run(&p, 500);
+        }
+        assert_eq!(sim.ch.states_sent(), 0);
+        assert_eq!(sim.client, 50_000);
+    }
+
+    #[test]
+    fn the_window_follows_the_bandwidth_delay_product() {
+        for (bw, rtt, lo, hi) in [
+            (250e3, 100, MIN_WINDOW, 64 * 1024),
+            (100e6, 20, MAX_WINDOW, MAX_WINDOW),
+        ] {
+            let mut sim = Sim::new(bw, rtt);
+            sim.ch.set_adaptive(false);
+            let p = Program {
+                rate: 200e6,
+                until: Duration::from_millis(3000),
+            };
+            sim.run(&p, 3000);
+            let w = sim.ch.window();
+            assert!((lo..=hi).contains(&w), "bw {bw} rtt {rtt}: window {w}");
+        }
+    }
+
+    #[test]
+    fn the_ring_overflowing_under_a_slow_client_gives_a_snapshot() {
+        let mut sim = Sim::new(250e3, 100);
+        sim.ch.set_adaptive(false);
+        let p = Program {
+            rate: 5e6,
+            until: Duration::from_millis(500),
+        };
+        for _ in 0..6000 {
+            sim.step(&p, 1 << 20, 4096);
+        }
+        assert!(sim.got.iter().any(|g| g.2 == Action::Snapshot));
+        assert_eq!(sim.client, sim.log.end);
+    }
+}

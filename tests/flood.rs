@@ -1,0 +1,271 @@
+//! Never behind: a program that prints faster than the link (or the client's
+//! terminal) carries must not keep Ctrl-C and a command's output waiting
+//! behind seconds of stale output, and no line it printed may vanish
+//! unaccounted for.
+//!
+//! Remote sessions over QUIC through the fault proxy's bottleneck (2 Mbit/s,
+//! 100 ms round trip), or over a fast path to a client whose terminal reads
+//! slowly. Wall-clock figures are printed; the bounds asserted are generous
+//! (this runs on a loaded machine) but far below what the byte stream alone
+//! takes (3-4 s on the slow link, 6 s and more for the slow terminal). The
+//! exact bounds are asserted in simulated time in `abide_proto::server`.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use abide::client::attach::{run_headless, ClientIo, Outcome};
+use abide::client::remote::QuicConnector;
+use abide::faultproxy::FaultProxy;
+use abide::proto::frame::{Target, WinSize};
+use common::remote::{bootstrap, quic_target};
+use common::Rt;
+use tokio::sync::mpsc;
+
+const SHELL: &str = "PS1='$ ' exec sh -i";
+
+struct Client {
+    output: Arc<Mutex<Vec<u8>>>,
+    input: mpsc::Sender<Vec<u8>>,
+    task: tokio::task::JoinHandle<anyhow::Result<Outcome>>,
+}
+
+impl Client {
+    /// `read_rate`: the client's terminal takes this many bytes/s at most.
+    fn start(
+        proxy: &FaultProxy,
+        line: &abide::server::bootstrap::ConnectLine,
+        read_rate: Option<f64>,
+    ) -> Client {
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        let (input, rx) = mpsc::channel(16);
+        let io = ClientIo {
+            input: rx,
+            output: Box::new(move |b: &[u8]| {
+                if let Some(rate) = read_rate {
+                    // A terminal that reads slowly: the write blocks.
+                    std::thread::sleep(Duration::from_secs_f64(b.len() as f64 / rate));
+                }
+                sink.lock().unwrap().extend_from_slice(b);
+                Ok(())
+            }),
+            size: WinSize { rows: 24, cols: 80 },
+            terminal: false,
+            notices: None,
+            tap: None,
+        };
+        let conn = Arc::new(QuicConnector {
+            target: quic_target(line, proxy.addr()),
+        });
+        let task = tokio::spawn(run_headless(conn, Target::Id(line.session_id), io));
+        Client {
+            output,
+            input,
+            task,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    fn contains_after(&self, from: usize, needle: &[u8]) -> bool {
+        let out = self.output.lock().unwrap();
+        out[from.min(out.len())..]
+            .windows(needle.len())
+            .any(|w| w == needle)
+    }
+
+    async fn wait_for(&self, from: usize, needle: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        while !self.contains_after(from, needle.as_bytes()) {
+            assert!(start.elapsed() < within, "no {needle:?} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        start.elapsed()
+    }
+
+    async fn send(&self, s: &str) {
+        self.input.send(s.as_bytes().to_vec()).await.unwrap();
+    }
+
+    async fn exit(self) {
+        self.send("exit\r").await;
+        let outcome = tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("client ends")
+            .unwrap();
+        match outcome {
+            Ok(Outcome::Exited { .. }) => {}
+            Ok(_) => panic!("client ended without the program's exit"),
+            Err(e) => panic!("client failed: {e:#}"),
+        }
+    }
+}
+
+/// What the daemon's channel measured (bandwidth, round trip, states sent).
+fn print_channel_figures(rt: &Rt) {
+    let log = std::fs::read_to_string(rt.runtime_dir().join("daemon.log")).unwrap_or_default();
+    for l in log
+        .lines()
+        .filter(|l| l.contains("channel ended") || l.contains("client behind"))
+    {
+        eprintln!("  daemon: {l}");
+    }
+}
+
+/// During `seq 1 100000000`: Ctrl-C, then 0.2 s later a command. Returns how
+/// long after the Ctrl-C the command's output showed.
+async fn ctrl_c_during_a_flood(
+    shape: Option<u64>,
+    one_way: Duration,
+    read_rate: Option<f64>,
+) -> Duration {
+    let rt = Rt::new();
+    let line = bootstrap(&rt, SHELL);
+    let server = format!("127.0.0.1:{}", line.port).parse().unwrap();
+    let proxy = FaultProxy::start(server).await.unwrap();
+    proxy.shape(shape, one_way);
+    let client = Client::start(&proxy, &line, read_rate);
+    client.wait_for(0, "$ ", Duration::from_secs(10)).await;
+    client.send("seq 1 100000000\r").await;
+    // Let the flood run and the backlog build.
+    let start = client.len();
+    let t = Instant::now();
+    while client.len() < start + 100_000 && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mark = client.len();
+    let ctrl_c = Instant::now();
+    client.send("\x03").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The output, not the echo of the command line: 42 only appears evaluated.
+    client.send("echo MARK$((40+2))\r").await;
+    client
+        .wait_for(mark, "MARK42", Duration::from_secs(30))
+        .await;
+    let took = ctrl_c.elapsed();
+    let c = proxy.counters();
+    eprintln!(
+        "  proxy: {} packets up, {} down, {} dropped",
+        c.up.load(std::sync::atomic::Ordering::Relaxed),
+        c.down.load(std::sync::atomic::Ordering::Relaxed),
+        c.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    client.exit().await;
+    print_channel_figures(&rt);
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_answers_during_a_flood_on_a_slow_link() {
+    let took = ctrl_c_during_a_flood(Some(2_000_000), Duration::from_millis(50), None).await;
+    eprintln!(
+        "2 Mbit/s, 100 ms RTT: the command after Ctrl-C showed {took:?} after it (target 0.4 s)"
+    );
+    // The byte stream alone played 3-4.5 s of backlog first.
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_answers_during_a_flood_to_a_slowly_reading_terminal() {
+    let took = ctrl_c_during_a_flood(None, Duration::ZERO, Some(2e6)).await;
+    eprintln!("fast link, terminal reading 2 MB/s: the command after Ctrl-C showed {took:?} after it (target 0.3 s)");
+    // The byte stream alone played up to 12 MB (6 s at 2 MB/s) first.
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// Every line `seq` printed is in the client's scrollback once, in order,
+/// or counted by a marker line that names `abide history`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_is_shown_or_counted_by_the_marker() {
+    const N: u64 = 300_000;
+    let rt = Rt::new();
+    let line = bootstrap(&rt, &format!("seq 1 {N}; echo DONE; sleep 1"));
+    let server = format!("127.0.0.1:{}", line.port).parse().unwrap();
+    let proxy = FaultProxy::start(server).await.unwrap();
+    proxy.shape(Some(2_000_000), Duration::from_millis(50));
+    let client = Client::start(&proxy, &line, None);
+    let outcome = tokio::time::timeout(Duration::from_secs(60), client.task)
+        .await
+        .expect("the program ends")
+        .unwrap();
+    match outcome {
+        Ok(Outcome::Exited { code: 0, .. }) => {}
+        Ok(_) => panic!("client ended without the program's exit"),
+        Err(e) => panic!("client failed: {e:#}"),
+    }
+    let out = client.output.lock().unwrap().clone();
+    let mut viewer = common::screen_of(&out, 24, 80, 1_000_000);
+    let mut rows = common::scrollback_rows(&mut viewer);
+    rows.extend(common::screen_rows(&viewer));
+    let marker = regex::Regex::new(r"^abide: (\d+) earlier lines not shown").unwrap();
+    let mut expect = 1u64;
+    let (mut shown, mut markers, mut counted, mut off_by) = (0u64, 0u64, 0u64, 0u64);
+    for r in &rows {
+        if let Some(c) = marker.captures(r) {
+            let n: u64 = c[1].parse().unwrap();
+            markers += 1;
+            counted += n;
+            expect += n;
+            continue;
+        }
+        let Ok(v) = r.parse::<u64>() else { continue };
+        // Counts of rows that also left the daemon's history are estimates
+        // (to 64 rows); everything else is exact.
+        off_by += v.abs_diff(expect);
+        assert!(v.abs_diff(expect) <= 64, "row {v}, expected {expect}");
+        shown += 1;
+        expect = v + 1;
+    }
+    eprintln!(
+        "seq 1 {N} over 2 Mbit/s: {shown} lines shown, {counted} counted by {markers} markers, \
+         {off_by} rows of estimate error, {} bytes received",
+        out.len()
+    );
+    assert_eq!(expect, N + 1, "the last line is shown");
+    assert!(rows.iter().any(|r| r == "DONE"));
+    assert!(markers > 0, "a flood on a slow link is summarised");
+}
+
+/// `abide history NAME [--tail N]` prints the rows that scrolled off, in order.
+#[test]
+fn history_prints_the_rows_that_scrolled_off() {
+    let rt = Rt::new();
+    rt.ok(&[
+        "new",
+        "-d",
+        "-s",
+        "h",
+        "--",
+        "sh",
+        "-c",
+        "seq 1 30000; echo END; sleep 1000",
+    ]);
+    let all = common::eventually("END logged", Duration::from_secs(20), || {
+        let out = rt.run(&["history", "h"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // 24 rows stay on the screen (29979..30000, END, the cursor row).
+        text.contains("\n29978\x1b[0m\n").then_some(text)
+    });
+    let rows: Vec<u64> = all
+        .lines()
+        .filter_map(|l| l.trim_end_matches("\x1b[0m").parse().ok())
+        .collect();
+    // 10 000 rows of history are kept (the default).
+    assert_eq!(rows.len(), 10_000);
+    assert!(rows.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(*rows.last().unwrap(), 29_978);
+    let tail = rt.ok(&["history", "h", "--tail", "3"]);
+    assert_eq!(tail, "29976\x1b[0m\n29977\x1b[0m\n29978\x1b[0m\n");
+    let missing = rt.run(&["history", "nope"]);
+    assert!(!missing.status.success());
+}
