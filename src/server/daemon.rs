@@ -95,6 +95,14 @@ struct Sessions {
     last_used: HashMap<u64, u64>,
     tick: u64,
     next_id: u64,
+    /// Names of sessions being started (outside the table lock).
+    starting: std::collections::HashSet<String>,
+}
+
+impl Sessions {
+    fn name_taken(&self, name: &str) -> bool {
+        self.starting.contains(name) || self.list.iter().any(|x| x.name == name)
+    }
 }
 
 pub type Refusal = (ErrorKind, String);
@@ -199,7 +207,7 @@ impl Daemon {
         let name = match &spec.name {
             Some(n) => {
                 validate_name(n).map_err(|e| (ErrorKind::BadRequest, e))?;
-                if s.list.iter().any(|x| &x.name == n) {
+                if s.name_taken(n) {
                     return Err((
                         ErrorKind::NameInUse,
                         format!("a session named '{n}' already exists"),
@@ -210,26 +218,38 @@ impl Daemon {
             // Like tmux: the lowest free number.
             None => (0..)
                 .map(|i: u32| i.to_string())
-                .find(|n| !s.list.iter().any(|x| &x.name == n))
+                .find(|n| !s.name_taken(n))
                 .unwrap(),
         };
         let id = s.next_id;
         s.next_id = s.next_id.wrapping_add(1);
+        // The program is started and its terminal model (sized by the
+        // client) allocated without the table lock, which `ls`, every attach
+        // and every other session's exit need; the name is held meanwhile.
+        s.starting.insert(name.clone());
+        drop(s);
         let limits = Limits {
             ring_bytes: self.cfg.ring_bytes,
             scrollback_lines: self.cfg.scrollback_lines,
             attention: self.attention.clone(),
         };
         let weak = Arc::downgrade(self);
-        let session = Session::spawn(id, name, spec, size, &limits, move |sess| {
+        let spawned = Session::spawn(id, name.clone(), spec, size, &limits, move |sess| {
             if let Some(d) = weak.upgrade() {
                 d.remove(sess.id);
             }
-        })
-        .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        });
+        let mut s = self.sessions.lock().unwrap();
+        s.starting.remove(&name);
+        let session = spawned.map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         tracing::info!(name = %session.name, pid = session.pid, "session started");
-        s.list.push(session.clone());
-        Self::touch(&mut s, id);
+        // A program that has already exited may have been "removed" before
+        // it was listed: then it is not listed (the caller still gets it,
+        // to show its output and exit status).
+        if session.subscribe_exit().borrow().is_none() {
+            s.list.push(session.clone());
+            Self::touch(&mut s, id);
+        }
         Ok(session)
     }
 
@@ -462,7 +482,10 @@ mod tests {
         assert!(g.expired(t0 + GRANT_UNUSED_TTL + Duration::from_secs(1)));
         let mut used = GrantEntry::new([1; 32], 9);
         used.in_use = 1;
-        assert!(!used.expired(t0 + GRANT_IDLE_TTL * 10), "never while in use");
+        assert!(
+            !used.expired(t0 + GRANT_IDLE_TTL * 10),
+            "never while in use"
+        );
         used.in_use = 0;
         used.last_used = Some(t0 + Duration::from_secs(60));
         assert!(!used.expired(t0 + GRANT_UNUSED_TTL * 2));
@@ -477,7 +500,10 @@ mod tests {
             command: vec!["sleep".into(), "100".into()],
             ..Default::default()
         };
-        let s = d.create(&spec, WinSize::default()).map_err(|e| e.1).unwrap();
+        let s = d
+            .create(&spec, WinSize::default())
+            .map_err(|e| e.1)
+            .unwrap();
         let secret = [5u8; 32];
         let exporter = [6u8; 32];
         d.grants
@@ -486,7 +512,9 @@ mod tests {
             .insert([1; 16], GrantEntry::new(secret, s.id));
         let mac = crate::transport::quic::make_proof(&secret, &exporter);
         assert!(d.use_grant(&[1; 16], &exporter, &[0; 32]).is_none());
-        let using = d.use_grant(&[1; 16], &exporter, &mac).expect("a valid proof");
+        let using = d
+            .use_grant(&[1; 16], &exporter, &mac)
+            .expect("a valid proof");
         assert_eq!(using.session_id, s.id);
         drop(using);
         d.kill("g").unwrap();
