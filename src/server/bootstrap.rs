@@ -240,7 +240,8 @@ mod tests {
         let out = format!("Welcome to host\nlast login: x\n{}\n", l.render());
         assert_eq!(ConnectLine::find(&out).unwrap().unwrap(), l);
         assert!(ConnectLine::find("nothing here").is_none());
-        let other = l.render().replacen(" 1 ", " 99 ", 1);
+        let v = crate::proto::frame::PROTOCOL_VERSION;
+        let other = l.render().replacen(&format!(" {v} "), " 99 ", 1);
         let err = ConnectLine::find(&other).unwrap().unwrap_err().to_string();
         assert!(err.contains("version mismatch"), "{err}");
     }

@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::attention::{AttentionEvent, Cursor, Summary};
 
-/// Bumped on any incompatible change of the frames below.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any incompatible change of the frames below. A peer that meets a
+/// newer variant it cannot decode would otherwise reconnect forever, so even
+/// variants added at the end of an enum that an older peer may receive count.
+/// 2: `Down` gained tty modes, attention, the away summary, history and state
+/// frames; `Request` gained watch and history.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// "ABD" + a format byte: lets a peer tell an abide stream from anything else.
 pub const MAGIC: u32 = 0x4142_4401;
