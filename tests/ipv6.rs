@@ -26,6 +26,8 @@ async fn a_session_runs_over_ipv6_loopback() {
         target: quic_target(&line, addr),
     });
     let client = start_client(conn, line.session_id);
+    // Typed before the program's `stty -echo`, the line would be echoed too.
+    client.wait_for("LINE 1\r\n", Duration::from_secs(20)).await;
     client.type_line("over-v6").await;
     client
         .wait_for("LINE 40\r\n", Duration::from_secs(20))
