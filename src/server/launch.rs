@@ -130,27 +130,7 @@ pub fn harden_process() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
-/// Whether `e` says the daemon went away mid-request (it was exiting, having
-/// no sessions left) rather than that it refused something: then the request
-/// can go to the next daemon, since nothing the old one did survives it.
-pub fn daemon_went_away(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::NotFound
-                    | std::io::ErrorKind::ConnectionRefused
-            )
-        })
-    }) || e.to_string().contains(CLOSED_WITHOUT_ANSWER)
-}
-
-/// What `unix::request` says when the daemon closed the connection unanswered.
-pub const CLOSED_WITHOUT_ANSWER: &str = "the abide daemon closed the connection";
+pub use crate::transport::unix::{daemon_went_away, CLOSED_WITHOUT_ANSWER};
 
 /// How many times a request is sent to a daemon that keeps going away.
 pub const ATTEMPTS: usize = 3;

@@ -38,8 +38,36 @@ pub async fn request(link: &mut Link, req: Request) -> Result<Down> {
             "the abide daemon is not answering (no reply in {} s)",
             ANSWER_TIMEOUT.as_secs()
         ),
-        Ok(r) => r
+        Ok(r) => Ok(r
             .context("talking to the abide daemon")?
-            .context(crate::server::launch::CLOSED_WITHOUT_ANSWER),
+            .ok_or(ClosedWithoutAnswer)?),
     }
 }
+
+/// Whether `e` says the daemon went away mid-request (it was exiting, having
+/// no sessions left) rather than that it refused something: then the request
+/// can go to the next daemon, since nothing the old one did survives it.
+pub fn daemon_went_away(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::ConnectionRefused
+            )
+        })
+    }) || e.chain().any(|c| c.is::<ClosedWithoutAnswer>())
+}
+
+/// What `unix::request` says when the daemon closed the connection unanswered.
+pub const CLOSED_WITHOUT_ANSWER: &str = "the abide daemon closed the connection";
+
+/// The daemon closed a control connection before answering (typed, so that
+/// [`daemon_went_away`] never matches message text).
+#[derive(Debug, thiserror::Error)]
+#[error("{CLOSED_WITHOUT_ANSWER}")]
+pub struct ClosedWithoutAnswer;

@@ -159,6 +159,8 @@ pub struct Config {
     pub ssh_retry: Duration,
     pub ssh_retry_as_fallback: Duration,
     pub ssh_timeout: Duration,
+    /// An ssh younger than this may still be logging in: no new one beside it.
+    pub ssh_login: Duration,
     pub max_ssh_in_flight: usize,
     /// QUIC's head start: an ssh link that finishes earlier waits this long
     /// after the QUIC attempt began before it is used.
@@ -190,7 +192,8 @@ impl Config {
             ssh_retry: Duration::from_millis(500),
             ssh_retry_as_fallback: Duration::from_secs(1),
             ssh_timeout: Duration::from_secs(3),
-            max_ssh_in_flight: 6,
+            ssh_login: Duration::from_secs(1),
+            max_ssh_in_flight: 4,
             head_start: Duration::from_millis(250),
             ssh_after: Duration::from_secs(1),
             upgrade_every: Duration::from_millis(1500),
@@ -213,6 +216,7 @@ impl Config {
             ssh_retry: Duration::from_millis(200),
             ssh_retry_as_fallback: Duration::from_millis(200),
             ssh_timeout: Duration::from_secs(5),
+            ssh_login: Duration::ZERO,
             max_ssh_in_flight: 1,
             head_start: Duration::ZERO,
             ssh_after: Duration::MAX,
@@ -499,7 +503,7 @@ impl LinkPolicy {
                 at(self.next_quic);
             }
             if self.wants(Transport::Ssh) && self.room(Transport::Ssh) {
-                at(self.next_ssh);
+                at(self.next_ssh_due());
             }
             if self.wants(Transport::Local) && self.room(Transport::Local) {
                 at(self.next_quic);
@@ -555,7 +559,8 @@ impl LinkPolicy {
                     self.next_quic = now + self.cfg.quic_retry;
                 }
             }
-            if self.wants(Transport::Ssh) && self.room(Transport::Ssh) && now >= self.next_ssh {
+            if self.wants(Transport::Ssh) && self.room(Transport::Ssh) && now >= self.next_ssh_due()
+            {
                 self.start(Transport::Ssh, now, false);
                 self.next_ssh = now + self.ssh_interval();
             }
@@ -605,6 +610,19 @@ impl LinkPolicy {
             return false;
         }
         self.attempts.iter().filter(|a| a.transport == t).count() < max
+    }
+
+    /// When the next ssh may start: not before the youngest one running had
+    /// `ssh_login` to log in (a crowd of logins on a slow machine makes each
+    /// slower), and not before the retry interval.
+    fn next_ssh_due(&self) -> Instant {
+        let youngest = self
+            .attempts
+            .iter()
+            .filter(|a| a.transport == Transport::Ssh && !a.ready)
+            .map(|a| a.started + self.cfg.ssh_login)
+            .max();
+        youngest.map_or(self.next_ssh, |y| y.max(self.next_ssh))
     }
 
     fn ssh_interval(&self) -> Duration {

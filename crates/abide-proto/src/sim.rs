@@ -10,8 +10,8 @@
 //! retransmits its first flight like quinn does; an ssh attempt retries its
 //! SYN like TCP, then spends a few round trips logging in. A rebind or roam
 //! kills TCP flows; QUIC migrates (or, for some seeds, dies too). The server
-//! is a small model built from the core's own `OutLog` and `InputDedup`, with
-//! the same send window and resume rules as `server/channel.rs`.
+//! side is the core's own `ServerChannel` (what to send, from offsets and
+//! acks), `OutLog` and `InputDedup`, wired like `server/channel.rs` wires them.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use crate::input::InputDedup;
 use crate::outlog::OutLog;
 use crate::policy::{Action, AttemptId, Choice, Config, ConnectError, LinkPolicy, Transport};
 use crate::resume::{ClientCore, Event, Timing};
+use crate::server::{Action as Send, LogState, ServerChannel};
 
 /// splitmix64: small, seeded, good enough for coin flips.
 struct Rng(u64);
@@ -80,6 +81,7 @@ pub struct Report {
     pub remembered: Vec<Transport>,
     pub starts: usize,
     pub max_in_flight: usize,
+    pub max_ssh_in_flight: usize,
     /// When each link was adopted (from the start of the run), and its transport.
     pub adopted: Vec<(Duration, Transport)>,
 }
@@ -110,13 +112,8 @@ impl<T> Dir<T> {
 }
 
 enum UpMsg {
-    Hello(Hello),
+    Hello(Box<Hello>),
     Up(Up),
-}
-
-struct Chan {
-    pos: u64,
-    acked: u64,
 }
 
 struct Link {
@@ -125,7 +122,7 @@ struct Link {
     dead: bool,
     up: Dir<UpMsg>,
     down: Dir<Down>,
-    chan: Option<Chan>,
+    chan: Option<ServerChannel>,
     last_delivery: Instant,
 }
 
@@ -140,7 +137,6 @@ struct AttemptSim {
 
 const CLIENT: u64 = 77;
 const SESSION: u64 = 5;
-const WINDOW: u64 = 64 * 1024;
 const CHUNK: usize = 4096;
 const LINE_EVERY: Duration = Duration::from_millis(50);
 const TYPE_EVERY: Duration = Duration::from_millis(137);
@@ -178,6 +174,7 @@ struct World {
     remembered: Vec<Transport>,
     starts: usize,
     max_in_flight: usize,
+    max_ssh_in_flight: usize,
     adopted: Vec<(Duration, Transport)>,
 }
 
@@ -191,7 +188,7 @@ impl World {
     }
 
     fn path_ok(&self, transport: Transport) -> bool {
-        !self.blackhole && !(transport == Transport::Quic && self.udp_blocked)
+        !(self.blackhole || transport == Transport::Quic && self.udp_blocked)
     }
 
     fn through(&mut self, transport: Transport) -> bool {
@@ -274,6 +271,12 @@ impl World {
                     give_up_at: self.now + timeout,
                 });
                 self.max_in_flight = self.max_in_flight.max(self.attempts.len());
+                let ssh = self
+                    .attempts
+                    .iter()
+                    .filter(|a| a.transport == Transport::Ssh)
+                    .count();
+                self.max_ssh_in_flight = self.max_ssh_in_flight.max(ssh);
             }
             Action::Cancel { id } => {
                 self.attempts.retain(|a| a.id != id);
@@ -296,7 +299,9 @@ impl World {
                 let hello = self.core.hello(now);
                 self.core.link_up(now);
                 let rto = self.rto_for(transport);
-                self.links[i].up.push(UpMsg::Hello(hello), self.now, rto);
+                self.links[i]
+                    .up
+                    .push(UpMsg::Hello(Box::new(hello)), self.now, rto);
             }
             Action::Notice(_) => {}
             Action::Remember(t) => self.remembered.push(t),
@@ -442,10 +447,10 @@ impl World {
                     l.chan = None;
                 }
                 let l = &mut self.links[i];
-                l.chan = Some(Chan {
-                    pos: start,
-                    acked: start,
-                });
+                let mut chan = ServerChannel::new(start, now);
+                // No terminal model here: the byte stream only.
+                chan.set_adaptive(false);
+                l.chan = Some(chan);
                 l.down.push(
                     Down::Attached(Attached {
                         session_id: SESSION,
@@ -469,8 +474,7 @@ impl World {
                         self.links[i].down.push(Down::InputAck { seq }, now, rto);
                     }
                     Up::Ack { offset } => {
-                        let c = self.links[i].chan.as_mut().unwrap();
-                        c.acked = c.acked.max(offset);
+                        self.links[i].chan.as_mut().unwrap().on_ack(offset, now);
                     }
                     Up::Ping { nonce } => self.links[i].down.push(Down::Pong { nonce }, now, rto),
                     Up::Resize(_) => {}
@@ -480,27 +484,29 @@ impl World {
         }
     }
 
+    /// The server channel core decides what to send; this sends it.
     fn server_pump(&mut self, i: usize) {
         let rto = self.rto_for(self.links[i].transport);
         let now = self.now;
-        let end = self.log.end();
+        let log = LogState {
+            start: self.log.start(),
+            end: self.log.end(),
+            exited: None,
+            modelled: 0,
+        };
         let l = &mut self.links[i];
         let Some(c) = l.chan.as_mut() else { return };
-        while c.pos < end && c.pos - c.acked.min(c.pos) < WINDOW {
-            let data = self
-                .log
-                .read_vec(c.pos, CHUNK)
-                .expect("the simulation's log keeps everything");
-            let n = data.len() as u64;
-            l.down.push(
-                Down::Output {
-                    offset: c.pos,
-                    data,
-                },
-                now,
-                rto,
-            );
-            c.pos += n;
+        while let Some(action) = c.poll(log, CHUNK, now) {
+            match action {
+                Send::Output { offset, len } => {
+                    let data = self
+                        .log
+                        .read_vec(offset, len)
+                        .expect("the simulation's log keeps everything");
+                    l.down.push(Down::Output { offset, data }, now, rto);
+                }
+                other => panic!("unexpected server action in the simulation: {other:?}"),
+            }
         }
     }
 
@@ -704,6 +710,7 @@ impl World {
             remembered: self.remembered,
             starts: self.starts,
             max_in_flight: self.max_in_flight,
+            max_ssh_in_flight: self.max_ssh_in_flight,
             adopted: self.adopted,
         }
     }
@@ -800,6 +807,7 @@ pub fn run(sc: &Scenario, seed: u64) -> Report {
         remembered: Vec::new(),
         starts: 0,
         max_in_flight: 0,
+        max_ssh_in_flight: 0,
         adopted: Vec::new(),
     };
     w.run()
@@ -926,10 +934,13 @@ mod tests {
                 sc.duration = s(60);
                 sc.faults = vec![(ms(0), Change::BlockUdp(true))];
                 match change {
+                    // One login gate (no crowd of ssh logins) plus one login.
                     None => {
+                        let cfg = Config::remote(Choice::Race, None);
+                        let login = sc.one_way * 12 + ms(150);
                         sc.faults.push((s(10), Change::Blackhole(true)));
                         sc.faults.push((s(40), Change::Blackhole(false)));
-                        sc.recoveries = vec![(s(40), s(1))];
+                        sc.recoveries = vec![(s(40), cfg.ssh_login + login + LINE_EVERY)];
                     }
                     Some(c) => {
                         sc.faults.push((s(10), c));
@@ -999,6 +1010,25 @@ mod tests {
             assert_eq!(r.adopted[0].1, Transport::Quic, "{:?}", r.adopted);
             assert_eq!(r.final_transport, Some(Transport::Quic));
             assert_eq!(r.remembered, vec![Transport::Quic]);
+        });
+    }
+
+    /// A slow machine: ssh logins take 1.5 s. With a stale "ssh" hint the
+    /// connect must not start a crowd of logins (each would slow the others).
+    #[test]
+    fn slow_logins_are_not_crowded() {
+        seeds(30, |seed| {
+            let mut sc = base(Choice::Race);
+            sc.hint = Some(Transport::Ssh);
+            sc.one_way = ms(100);
+            sc.faults = vec![(ms(0), Change::BlockUdp(true))];
+            let r = run(&sc, seed);
+            assert_eq!(r.adopted[0].1, Transport::Ssh);
+            assert!(
+                r.max_ssh_in_flight <= 2,
+                "{} ssh logins at once",
+                r.max_ssh_in_flight
+            );
         });
     }
 
