@@ -37,7 +37,9 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
     };
     let mut quic = daemon.quic.lock().await;
     if quic.is_none() {
-        let ep = crate::transport::quic::ServerEndpoint::start(daemon.clone(), req.port_range)
+        let ep = crate::transport::quic::ServerEndpoint::start(
+            crate::server::channel::quic_serve(daemon.clone()),
+            req.port_range)
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         *quic = Some(ep);
     }
@@ -62,7 +64,9 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
 pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result<Grant, Refusal> {
     let mut quic = daemon.quic.lock().await;
     if quic.is_none() {
-        let ep = crate::transport::quic::ServerEndpoint::start(daemon.clone(), port_range)
+        let ep = crate::transport::quic::ServerEndpoint::start(
+            crate::server::channel::quic_serve(daemon.clone()),
+            port_range)
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         *quic = Some(ep);
     }

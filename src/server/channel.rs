@@ -35,6 +35,18 @@ pub enum Peer {
     },
 }
 
+/// How the daemon's QUIC endpoint serves a connection: a channel whose peer
+/// must prove a grant over the connection's exporter.
+pub fn quic_serve(daemon: Arc<Daemon>) -> crate::transport::quic::Serve {
+    Arc::new(move |rx, tx, unproved| {
+        let peer = Peer::Network {
+            exporter: unproved.exporter,
+            proved: Some(unproved.proved),
+        };
+        Box::pin(serve(daemon.clone(), rx, tx, peer))
+    })
+}
+
 async fn refuse(tx: &mut FrameWriter, kind: ErrorKind, message: String) -> Result<()> {
     tx.send(&Down::Error { kind, message }).await
 }

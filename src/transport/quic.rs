@@ -22,9 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use crate::proto::frame::AuthProof;
-use crate::server::channel::{self, Peer};
-use crate::server::daemon::Daemon;
-use crate::transport::framed::{split, Link, LinkKind};
+use crate::transport::framed::{split, FrameReader, FrameWriter, Link, LinkKind};
 
 const ALPN: &[u8] = b"abide/1";
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-abide-session-proof-v1";
@@ -181,8 +179,21 @@ pub(crate) fn bind_server(range: (u16, u16)) -> Result<(quinn::Endpoint, u16, St
     Ok((endpoint, port, fingerprint))
 }
 
+/// What the server learns of an accepted QUIC connection before its channel
+/// starts: the value a client's proof must be bound to, and whom to tell once
+/// it has proved it (the endpoint then lifts its pre-proof limits).
+pub struct Unproved {
+    pub exporter: [u8; 32],
+    pub proved: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The server's side of one connection: given its frames, runs the channel
+/// until it ends. The transport knows nothing of what a channel does.
+pub type ServeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+pub type Serve = Arc<dyn Fn(FrameReader, FrameWriter, Unproved) -> ServeFuture + Send + Sync>;
+
 impl ServerEndpoint {
-    pub fn start(daemon: Arc<Daemon>, range: (u16, u16)) -> Result<ServerEndpoint> {
+    pub fn start(serve: Serve, range: (u16, u16)) -> Result<ServerEndpoint> {
         let (endpoint, port, fingerprint) = bind_server(range)?;
         tracing::info!(port, %fingerprint, "QUIC endpoint listening");
         let ep = endpoint.clone();
@@ -201,9 +212,9 @@ impl ServerEndpoint {
                     incoming.refuse();
                     continue;
                 };
-                let d = daemon.clone();
+                let serve = serve.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(d, incoming, permit).await {
+                    if let Err(e) = serve_connection(serve, incoming, permit).await {
                         tracing::debug!("QUIC connection: {e:#}");
                     }
                 });
@@ -218,7 +229,7 @@ impl ServerEndpoint {
 }
 
 async fn serve_connection(
-    daemon: Arc<Daemon>,
+    serve: Serve,
     incoming: quinn::Incoming,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<()> {
@@ -233,11 +244,14 @@ async fn serve_connection(
         .context("no stream within the proof deadline")??;
     let (rx, tx) = split(recv, send);
     let (proved_tx, proved_rx) = tokio::sync::oneshot::channel();
-    let peer = Peer::Network {
-        exporter,
-        proved: Some(proved_tx),
-    };
-    let serve = channel::serve(daemon, rx, tx, peer);
+    let serve = serve(
+        rx,
+        tx,
+        Unproved {
+            exporter,
+            proved: proved_tx,
+        },
+    );
     tokio::pin!(serve);
     // The slot is held until the proof, which must come by the deadline.
     let result = tokio::select! {
