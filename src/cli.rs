@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::client::options::{RemoteOpts, TransportChoice, DEFAULT_SERVER};
+
 const AFTER_HELP: &str = "\
 Examples:
   abide user@host                 open (or resume) a session on host over ssh + QUIC
@@ -189,16 +191,6 @@ impl RemoteArgs {
     }
 }
 
-/// Options for every command that reaches a remote host, defaults applied.
-#[derive(Debug, Default, Clone)]
-pub struct RemoteOpts {
-    pub ssh: String,
-    pub server: String,
-    pub no_deploy: bool,
-    pub transport: TransportChoice,
-    pub udp_ports: Option<String>,
-}
-
 impl Cli {
     /// Options before a subcommand that the subcommand has no use for are an
     /// error, not silently ignored.
@@ -235,22 +227,11 @@ impl Cli {
     }
 }
 
-/// `--server` when not given: the deployed abide, else the one on the PATH.
-pub const DEFAULT_SERVER: &str = "abide";
-
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TransportChoice {
-    #[default]
-    Auto,
-    Udp,
-    Ssh,
 }
 
 #[derive(Args, Debug)]

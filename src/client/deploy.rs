@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use crate::cli::RemoteOpts;
+use crate::client::options::RemoteOpts;
 use crate::client::remote::{ssh_argv, ssh_failure, SshOutput};
 use crate::proto::deploy::{self, Failure, Platform, Reply, Source};
 use crate::proto::frame::PROTOCOL_VERSION;
-use crate::server::bootstrap::ConnectLine;
+use crate::proto::connect_line::ConnectLine;
 
 /// The version folder on the host: this build's package version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -31,7 +31,7 @@ pub fn version_line() -> &'static str {
 
 /// The deploy runs unless `--no-deploy` or `--server PATH` says otherwise.
 pub fn applies(opts: &RemoteOpts) -> bool {
-    !opts.no_deploy && opts.server == crate::cli::DEFAULT_SERVER
+    !opts.no_deploy && opts.server == crate::client::options::DEFAULT_SERVER
 }
 
 /// The client's own platform, in the names the core uses.
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn server_path_and_no_deploy_turn_it_off() {
         let mut o = RemoteOpts {
-            server: crate::cli::DEFAULT_SERVER.into(),
+            server: crate::client::options::DEFAULT_SERVER.into(),
             ..Default::default()
         };
         assert!(applies(&o));

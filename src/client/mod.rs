@@ -8,6 +8,7 @@ pub mod connector;
 pub mod deploy;
 pub mod escape;
 pub mod first_minute;
+pub mod options;
 pub mod predict_overlay;
 pub mod remote;
 pub mod transport_memory;

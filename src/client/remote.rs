@@ -7,12 +7,12 @@ use std::process::Stdio;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::AsyncReadExt;
 
-use crate::cli::RemoteOpts;
+use crate::client::options::RemoteOpts;
 use crate::client::connector::{Connector, DialFuture};
 use crate::client::deploy::{self, Bootstrapped};
 use crate::client::transport_memory::{network_of, TransportMemory};
 use crate::proto::policy::{Choice, Config, ConnectError, Transport};
-use crate::server::bootstrap::ConnectLine;
+use crate::proto::connect_line::ConnectLine;
 use crate::transport::quic;
 use crate::transport::ssh_stdio::SshTarget;
 
@@ -132,7 +132,7 @@ pub async fn bootstrap(
     if spec.watch {
         words.push("--watch".into());
     }
-    for (k, v) in crate::commands::client_env() {
+    for (k, v) in crate::client::options::client_env() {
         words.extend(["--env".into(), format!("{k}={v}")]);
     }
     if !spec.command.is_empty() {
@@ -180,8 +180,8 @@ pub async fn bootstrap(
             tokio::spawn(async move {
                 let _ = child.wait().await;
             });
-            return found.map(|line| Bootstrapped {
-                line,
+            return Ok(Bootstrapped {
+                line: found?,
                 server: opts.server.clone(),
                 uploaded: None,
             });

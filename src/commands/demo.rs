@@ -14,7 +14,7 @@ use crate::client::remote::QuicConnector;
 use crate::client::tty;
 use crate::faultproxy::FaultProxy;
 use crate::proto::frame::Target;
-use crate::server::bootstrap::ConnectLine;
+use crate::proto::connect_line::ConnectLine;
 
 /// A steady printer: one numbered line every 100 ms for `secs`, then a total.
 fn program(secs: u64) -> String {

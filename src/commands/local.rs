@@ -5,31 +5,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{HistoryArgs, KillArgs, LsArgs, NewArgs};
+use crate::client::options::client_env;
 use crate::client::{attach, connector, terminal_contract, tty};
 use crate::paths;
 use crate::proto::attention::{State, Summary};
 use crate::proto::frame::{AttachRequest, Down, NewSession, Request, SessionEntry, Target, Up};
 use crate::server::launch;
-
-/// Environment a new session takes from the client that creates it.
-pub fn client_env() -> Vec<(String, String)> {
-    const KEEP: &[&str] = &[
-        "TERM",
-        "COLORTERM",
-        "LANG",
-        "LC_ALL",
-        "LC_CTYPE",
-        "TERM_PROGRAM",
-    ];
-    let mut env: Vec<(String, String)> = KEEP
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
-    if !env.iter().any(|(k, _)| k == "TERM") {
-        env.push(("TERM".into(), "xterm-256color".into()));
-    }
-    env
-}
 
 fn new_session(name: Option<String>, command: Vec<String>) -> NewSession {
     let cwd = std::env::current_dir()

@@ -7,7 +7,7 @@ mod remote;
 mod server;
 mod watch;
 
-pub use local::client_env;
+pub use crate::client::options::client_env;
 
 use anyhow::{Context, Result};
 

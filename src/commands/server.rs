@@ -13,21 +13,34 @@ pub fn daemon() -> Result<i32> {
     Ok(0)
 }
 
+fn bootstrap_args(args: &ServerArgs) -> crate::server::bootstrap::BootstrapArgs {
+    crate::server::bootstrap::BootstrapArgs {
+        udp_ports: args.udp_ports.clone(),
+        env: args.env.clone(),
+        session: args.session.clone(),
+        command: args.command.clone(),
+        new: args.new,
+        existing: args.existing,
+        watch: args.watch,
+    }
+}
+
 pub async fn run(args: ServerArgs) -> Result<i32> {
     if args.bootstrap {
-        return crate::server::bootstrap::run(args).await;
+        return crate::server::bootstrap::run(bootstrap_args(&args)).await;
     }
     if args.stdio {
         if let Some(name) = args.session.clone() {
             if crate::server::stdio::forced_bootstrap() {
                 // A forced command standing in for the client's bootstrap:
                 // a grant for NAME, which must exist, and nothing else.
-                let mut args = args;
-                (args.stdio, args.bootstrap, args.existing, args.new) = (false, true, true, false);
-                args.session = Some(name);
-                args.command.clear();
-                args.env.clear();
-                return crate::server::bootstrap::run(args).await;
+                let forced = crate::server::bootstrap::BootstrapArgs {
+                    udp_ports: args.udp_ports.clone(),
+                    session: Some(name),
+                    existing: true,
+                    ..Default::default()
+                };
+                return crate::server::bootstrap::run(forced).await;
             }
         }
         return crate::server::stdio::run(args.session.clone()).await;

@@ -8,13 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::ServerArgs;
+pub use crate::proto::connect_line::{ConnectLine, LINE_TAG};
 use crate::proto::frame::{Down, ErrorKind, Grant, GrantRequest, NewSession, Request, Target};
 use crate::server::daemon::{Daemon, GrantEntry, Refusal};
-
-/// First word of the bootstrap line; lets the client find it among whatever a
-/// login script prints.
-pub const LINE_TAG: &str = "ABIDE-CONNECT";
 
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -39,17 +35,19 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
     if quic.is_none() {
         let ep = crate::transport::quic::ServerEndpoint::start(
             crate::server::channel::quic_serve(daemon.clone()),
-            req.port_range)
-            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+            req.port_range,
+        )
+        .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         *quic = Some(ep);
     }
     let ep = quic.as_ref().expect("endpoint just started");
     let grant_id = random::<16>();
     let secret = random::<32>();
-    daemon.grants.lock().unwrap().insert(
-        grant_id,
-        GrantEntry::new(secret, session.id),
-    );
+    daemon
+        .grants
+        .lock()
+        .unwrap()
+        .insert(grant_id, GrantEntry::new(secret, session.id));
     Ok(Grant {
         session_id: session.id,
         session_name: session.name.clone(),
@@ -66,8 +64,9 @@ pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result
     if quic.is_none() {
         let ep = crate::transport::quic::ServerEndpoint::start(
             crate::server::channel::quic_serve(daemon.clone()),
-            port_range)
-            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+            port_range,
+        )
+        .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         *quic = Some(ep);
     }
     let ep = quic.as_ref().expect("endpoint just started");
@@ -89,73 +88,6 @@ pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result
     })
 }
 
-/// The parsed bootstrap line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectLine {
-    pub version: u32,
-    pub port: u16,
-    pub fingerprint: String,
-    pub grant_id: [u8; 16],
-    pub secret: [u8; 32],
-    pub session_id: u64,
-    pub session_name: String,
-    /// The server's address as this ssh connection saw it (from SSH_CONNECTION).
-    pub server_ip: Option<String>,
-}
-
-impl ConnectLine {
-    pub fn render(&self) -> String {
-        format!(
-            "{LINE_TAG} {} {} {} {} {} {} {} {}",
-            self.version,
-            self.port,
-            self.fingerprint,
-            hex::encode(self.grant_id),
-            hex::encode(self.secret),
-            self.session_id,
-            self.server_ip.as_deref().unwrap_or("-"),
-            self.session_name,
-        )
-    }
-
-    /// Finds and parses the line in ssh's output.
-    pub fn find(output: &str) -> Option<Result<ConnectLine>> {
-        let line = output
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with(LINE_TAG))?;
-        Some(Self::parse(line.trim()))
-    }
-
-    fn parse(line: &str) -> Result<ConnectLine> {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() != 9 || f[0] != LINE_TAG {
-            bail!("malformed bootstrap line from the server: {line:?}");
-        }
-        let version: u32 = f[1].parse().context("bootstrap line: version")?;
-        if version != crate::proto::frame::PROTOCOL_VERSION {
-            bail!(
-                "protocol version mismatch: the remote abide speaks {version}, this one speaks {}; leave out --server and --no-deploy so that abide installs its own version there, or install the same version on both ends",
-                crate::proto::frame::PROTOCOL_VERSION
-            );
-        }
-        let mut grant_id = [0u8; 16];
-        hex::decode_to_slice(f[4], &mut grant_id).context("bootstrap line: grant id")?;
-        let mut secret = [0u8; 32];
-        hex::decode_to_slice(f[5], &mut secret).context("bootstrap line: secret")?;
-        Ok(ConnectLine {
-            version,
-            port: f[2].parse().context("bootstrap line: port")?,
-            fingerprint: f[3].to_string(),
-            grant_id,
-            secret,
-            session_id: f[6].parse().context("bootstrap line: session id")?,
-            server_ip: (f[7] != "-").then(|| f[7].to_string()),
-            session_name: f[8].to_string(),
-        })
-    }
-}
-
 /// The server's address as the ssh connection we run under reached it: the
 /// address a UDP client should use, whatever name or alias ssh resolved.
 pub fn ssh_server_ip() -> Option<String> {
@@ -164,8 +96,24 @@ pub fn ssh_server_ip() -> Option<String> {
         .and_then(|c| c.split_whitespace().nth(2).map(str::to_string))
 }
 
+/// What `abide server --bootstrap` was asked for (the command line fills it in).
+#[derive(Debug, Default, Clone)]
+pub struct BootstrapArgs {
+    pub udp_ports: Option<String>,
+    /// NAME=VALUE pairs for a new session's environment.
+    pub env: Vec<String>,
+    pub session: Option<String>,
+    pub command: Vec<String>,
+    /// Always create a new session.
+    pub new: bool,
+    /// Only attach to an existing session.
+    pub existing: bool,
+    /// A grant for watching, no session.
+    pub watch: bool,
+}
+
 /// `abide server --bootstrap` itself.
-pub async fn run(args: ServerArgs) -> Result<i32> {
+pub async fn run(args: BootstrapArgs) -> Result<i32> {
     let cfg = crate::config::Config::load()?;
     let port_range = match &args.udp_ports {
         Some(r) => crate::config::parse_port_range(r)?,
@@ -223,30 +171,4 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
     };
     println!("{}", line.render());
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_round_trips_through_noise() {
-        let l = ConnectLine {
-            version: crate::proto::frame::PROTOCOL_VERSION,
-            port: 60001,
-            fingerprint: "ab".repeat(32),
-            grant_id: [1; 16],
-            secret: [2; 32],
-            session_id: 77,
-            session_name: "work".into(),
-            server_ip: Some("10.0.0.1".into()),
-        };
-        let out = format!("Welcome to host\nlast login: x\n{}\n", l.render());
-        assert_eq!(ConnectLine::find(&out).unwrap().unwrap(), l);
-        assert!(ConnectLine::find("nothing here").is_none());
-        let v = crate::proto::frame::PROTOCOL_VERSION;
-        let other = l.render().replacen(&format!(" {v} "), " 99 ", 1);
-        let err = ConnectLine::find(&other).unwrap().unwrap_err().to_string();
-        assert!(err.contains("version mismatch"), "{err}");
-    }
 }

@@ -7,6 +7,7 @@
 //! dead is tested without a network.
 
 pub mod attention;
+pub mod connect_line;
 pub mod deploy;
 pub mod frame;
 pub mod input;
