@@ -13,15 +13,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 /// The per-user runtime directory, mode 0700. `ABIDE_RUNTIME_DIR` overrides it
-/// (tests give every case its own); otherwise `$XDG_RUNTIME_DIR/abide`, else
-/// `/tmp/abide-$UID`.
+/// (tests give every case its own); otherwise `$XDG_RUNTIME_DIR/abide-pN`, else
+/// `/tmp/abide-$UID-pN`, N the protocol version: a daemon of another protocol
+/// (left running by an older abide) keeps its own sessions and socket, and a
+/// newer client starts a daemon it can speak to instead of failing on it.
 pub fn runtime_dir() -> Result<PathBuf> {
     let dir = if let Some(d) = std::env::var_os("ABIDE_RUNTIME_DIR") {
         PathBuf::from(d)
     } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
-        PathBuf::from(x).join("abide")
+        PathBuf::from(x).join(format!("abide-p{}", crate::proto::frame::PROTOCOL_VERSION))
     } else {
-        std::env::temp_dir().join(format!("abide-{}", nix::unistd::getuid()))
+        std::env::temp_dir().join(format!(
+            "abide-{}-p{}",
+            nix::unistd::getuid(),
+            crate::proto::frame::PROTOCOL_VERSION
+        ))
     };
     ensure_runtime_dir(&dir)?;
     Ok(dir)
