@@ -19,13 +19,14 @@ fn g_output(interval: u64, count: u64) -> String {
     )
 }
 
-/// Output of abide's remote script on a server with abide 0.1.0, sshd -T not
+/// Output of abide's remote script on a server with abide (this version:
+/// `@VERSION@`, see `remote_tight`), sshd -T not
 /// permitted, ClientAlive set too tight in a drop-in, and logind killing
 /// user processes.
 const REMOTE_TIGHT: &str = "\
 @@abide-doctor abide
 path /usr/local/bin/abide
-abide 0.1.0
+abide @VERSION@
 @@abide-doctor sshd-T
 status 1
 sshd: no hostkeys available -- exiting.
@@ -46,6 +47,11 @@ exclude as 1 \"root\"
 linger Linger=no
 @@abide-doctor end
 ";
+
+/// `REMOTE_TIGHT` with the same abide version as this one on the server.
+fn remote_tight() -> String {
+    REMOTE_TIGHT.replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+}
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -69,7 +75,7 @@ impl Env {
             bin,
         };
         env.set_g(&g_output(0, 3));
-        env.set_remote(REMOTE_TIGHT, 0);
+        env.set_remote(&remote_tight(), 0);
         env.write_fake_ssh();
         env
     }
@@ -483,7 +489,10 @@ fn server_checks_report_sshd_logind_and_abide() {
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
     assert!(
-        t.contains("✓ abide 0.1.0 installed on web (/usr/local/bin/abide)."),
+        t.contains(&format!(
+            "✓ abide {} installed on web (/usr/local/bin/abide).",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{t}"
     );
     assert!(
@@ -527,7 +536,7 @@ fn server_checks_report_sshd_logind_and_abide() {
 fn a_healthy_server_and_client_exit_zero() {
     let env = Env::new();
     env.set_g(&g_output(15, 4));
-    let healthy = REMOTE_TIGHT
+    let healthy = remote_tight()
         .replace(
             "ClientAliveInterval 10\nClientAliveCountMax 1\n",
             "ClientAliveInterval 30\nClientAliveCountMax 3\n",

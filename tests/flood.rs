@@ -124,11 +124,13 @@ fn bound() -> Duration {
 }
 
 /// The floods of this file run one at a time: two of them at once on two
-/// cores measure the CPU, not the delivery.
+/// cores measure the CPU, not the delivery. Held across awaits on purpose:
+/// each test has its own runtime, so the guard blocks only other tests.
 static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// During `seq 1 100000000`: Ctrl-C, then 0.2 s later a command. Returns how
 /// long after the Ctrl-C the command's output showed.
+#[allow(clippy::await_holding_lock)]
 async fn ctrl_c_during_a_flood(
     shape: Option<u64>,
     one_way: Duration,
@@ -193,6 +195,7 @@ async fn ctrl_c_answers_during_a_flood_to_a_slowly_reading_terminal() {
 /// Every line `seq` printed is in the client's scrollback once, in order,
 /// or counted by a marker line that names `abide history`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
 async fn every_line_is_shown_or_counted_by_the_marker() {
     const N: u64 = 300_000;
     let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());

@@ -24,6 +24,18 @@ pub enum TransportChoice {
     Ssh,
 }
 
+impl TransportChoice {
+    /// `--transport` as the link policy's choice.
+    pub fn policy_choice(self) -> crate::proto::policy::Choice {
+        use crate::proto::policy::{Choice, Transport};
+        match self {
+            TransportChoice::Auto => Choice::Race,
+            TransportChoice::Udp => Choice::Only(Transport::Quic),
+            TransportChoice::Ssh => Choice::Only(Transport::Ssh),
+        }
+    }
+}
+
 /// Environment a new session takes from the client that creates it.
 pub fn client_env() -> Vec<(String, String)> {
     const KEEP: &[&str] = &[

@@ -208,6 +208,36 @@ pub async fn bootstrap(
 
 /// The UDP address: the server address ssh itself reached (from the remote's
 /// SSH_CONNECTION), else the destination name resolved here.
+/// The connector for a session (or a watch) that a bootstrap granted: QUIC to
+/// the address ssh reached, ssh through the abide the bootstrap ran, raced
+/// or pinned as `--transport` says.
+pub async fn connector_for(
+    opts: &RemoteOpts,
+    host: &str,
+    line: ConnectLine,
+    server: String,
+) -> Result<RemoteConnector> {
+    let addr = udp_addr(host, &line).await?;
+    let target = crate::transport::quic::Target {
+        addr,
+        fingerprint: line.fingerprint.clone(),
+        grant_id: line.grant_id,
+        secret: line.secret,
+    };
+    let ssh = crate::transport::ssh_stdio::SshTarget {
+        ssh: ssh_argv(opts)?,
+        dest: host.to_string(),
+        server,
+    };
+    Ok(RemoteConnector::new(
+        QuicConnector { target },
+        ssh,
+        opts.transport.policy_choice(),
+        host.to_string(),
+        TransportMemory::default_location(),
+    ))
+}
+
 pub async fn udp_addr(dest: &str, line: &ConnectLine) -> Result<SocketAddr> {
     resolve_udp(dest, line.server_ip.as_deref(), line.port).await
 }

@@ -48,16 +48,6 @@ fn place(arg: Option<String>) -> Result<Place> {
     Ok(Place::Local(Some(arg)))
 }
 
-/// `--transport` as the link policy's choice.
-pub fn choice(t: crate::cli::TransportChoice) -> crate::proto::policy::Choice {
-    use crate::proto::policy::{Choice, Transport};
-    match t {
-        crate::cli::TransportChoice::Auto => Choice::Race,
-        crate::cli::TransportChoice::Udp => Choice::Only(Transport::Quic),
-        crate::cli::TransportChoice::Ssh => Choice::Only(Transport::Ssh),
-    }
-}
-
 async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> Result<i32> {
     // Refuse before the bootstrap, which would otherwise start a session for nobody.
     if !crate::client::tty::is_tty() {
@@ -65,26 +55,9 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     }
     let crate::client::deploy::Bootstrapped { line, server, .. } =
         crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
-    let addr = r::udp_addr(host, &line).await?;
-    let target = crate::transport::quic::Target {
-        addr,
-        fingerprint: line.fingerprint.clone(),
-        grant_id: line.grant_id,
-        secret: line.secret,
-    };
-    let ssh = crate::transport::ssh_stdio::SshTarget {
-        ssh: r::ssh_argv(opts)?,
-        dest: host.to_string(),
-        server,
-    };
-    let conn = Arc::new(r::RemoteConnector::new(
-        r::QuicConnector { target },
-        ssh,
-        choice(opts.transport),
-        host.to_string(),
-        crate::client::transport_memory::TransportMemory::default_location(),
-    ));
-    let outcome = attach::run(conn, Target::Id(line.session_id)).await?;
+    let session_id = line.session_id;
+    let conn = Arc::new(r::connector_for(opts, host, line, server).await?);
+    let outcome = attach::run(conn, Target::Id(session_id)).await?;
     Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
         format!("{host}:{n}")
     }))

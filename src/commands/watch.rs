@@ -100,25 +100,7 @@ async fn remote_connector(opts: &RemoteOpts, host: &str) -> Result<Arc<dyn Conne
     };
     let crate::client::deploy::Bootstrapped { line, server, .. } =
         r::bootstrap(opts, host, &spec).await?;
-    let addr = r::udp_addr(host, &line).await?;
-    let target = crate::transport::quic::Target {
-        addr,
-        fingerprint: line.fingerprint.clone(),
-        grant_id: line.grant_id,
-        secret: line.secret,
-    };
-    let ssh = crate::transport::ssh_stdio::SshTarget {
-        ssh: r::ssh_argv(opts)?,
-        dest: host.to_string(),
-        server,
-    };
-    let remote = r::RemoteConnector::new(
-        r::QuicConnector { target },
-        ssh,
-        crate::commands::remote::choice(opts.transport),
-        host.to_string(),
-        crate::client::transport_memory::TransportMemory::default_location(),
-    );
+    let remote = r::connector_for(opts, host, line, server).await?;
     Ok(Arc::new(remote))
 }
 

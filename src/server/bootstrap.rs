@@ -31,35 +31,23 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
         }
         (_, Err(e)) => return Err(e),
     };
-    let mut quic = daemon.quic.lock().await;
-    if quic.is_none() {
-        let ep = crate::transport::quic::ServerEndpoint::start(
-            crate::server::channel::quic_serve(daemon.clone()),
-            req.port_range,
-        )
-        .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-        *quic = Some(ep);
-    }
-    let ep = quic.as_ref().expect("endpoint just started");
-    let grant_id = random::<16>();
-    let secret = random::<32>();
-    daemon
-        .grants
-        .lock()
-        .unwrap()
-        .insert(grant_id, GrantEntry::new(secret, session.id));
-    Ok(Grant {
-        session_id: session.id,
-        session_name: session.name.clone(),
-        port: ep.port,
-        fingerprint: ep.fingerprint.clone(),
-        grant_id,
-        secret,
-    })
+    mint(daemon, req.port_range, session.id, session.name.clone()).await
 }
 
 /// In the daemon: a grant that names no session, for `abide watch HOST`.
+/// Like every grant, dropped when unused for a while (see `GrantEntry`).
 pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result<Grant, Refusal> {
+    mint(daemon, port_range, 0, "-".into()).await
+}
+
+/// Starts the daemon's QUIC endpoint if it is not running, and mints a fresh
+/// grant (id + 256-bit secret) for `session_id` (0: watching).
+async fn mint(
+    daemon: &Arc<Daemon>,
+    port_range: (u16, u16),
+    session_id: u64,
+    session_name: String,
+) -> Result<Grant, Refusal> {
     let mut quic = daemon.quic.lock().await;
     if quic.is_none() {
         let ep = crate::transport::quic::ServerEndpoint::start(
@@ -72,15 +60,14 @@ pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result
     let ep = quic.as_ref().expect("endpoint just started");
     let grant_id = random::<16>();
     let secret = random::<32>();
-    // Like every grant, dropped when unused for a while (see `GrantEntry`).
     daemon
         .grants
         .lock()
         .unwrap()
-        .insert(grant_id, GrantEntry::new(secret, 0));
+        .insert(grant_id, GrantEntry::new(secret, session_id));
     Ok(Grant {
-        session_id: 0,
-        session_name: "-".into(),
+        session_id,
+        session_name,
         port: ep.port,
         fingerprint: ep.fingerprint.clone(),
         grant_id,
