@@ -40,11 +40,16 @@ fn release(fifo: &Path) {
 }
 
 /// A program that prints, waits for the FIFO before each of `steps` (printf
-/// formats), then sleeps.
+/// formats), then sleeps. A `read` that reopens the FIFO while the last
+/// writer still holds it sees only that writer's end-of-file: it waits again
+/// (`until`), so each `release` lets exactly one step through.
 fn waiting_program(fifo: &Path, steps: &[&str]) -> String {
     let mut s = String::from("echo working;");
     for step in steps {
-        s.push_str(&format!(" read x < '{}'; printf '{step}';", fifo.display()));
+        s.push_str(&format!(
+            " until read x < '{}'; do :; done; printf '{step}';",
+            fifo.display()
+        ));
     }
     s.push_str(" sleep 600");
     s
