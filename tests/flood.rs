@@ -200,8 +200,9 @@ async fn every_line_is_shown_or_counted_by_the_marker() {
     const N: u64 = 300_000;
     let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let rt = Rt::new();
-    // Starts once the client is there and stays (a session that ends revokes
-    // its grant: a client reconnecting just then could not attach).
+    // Starts once the client is there and stays: a client reconnecting after
+    // the program ended would be told the session ended, its tail unseen
+    // (exited sessions are not kept for late clients yet).
     let line = bootstrap(
         &rt,
         &format!("stty -echo; read go; seq 1 {N}; echo DONE; sleep 100"),

@@ -31,7 +31,7 @@ pub struct Daemon {
 
 /// A network client's right to attach to one session, minted by a bootstrap.
 pub struct GrantEntry {
-    /// Zeroed when the grant is dropped (revoked, expired, session ended).
+    /// Zeroed when the grant is dropped (revoked by kill, or expired).
     secret: zeroize::Zeroizing<[u8; 32]>,
     pub session_id: u64,
     minted: Instant,
@@ -253,12 +253,13 @@ impl Daemon {
         Ok(session)
     }
 
+    /// The program ended. Its grants stay until they expire (see
+    /// `GrantEntry`): a client that was away when it ended then proves its
+    /// grant and hears "the session has ended", not "authentication failed".
     fn remove(&self, id: u64) {
         let mut s = self.sessions.lock().unwrap();
         s.list.retain(|x| x.id != id);
         s.last_used.remove(&id);
-        drop(s);
-        self.revoke_grants(id);
     }
 
     pub fn kill(&self, name: &str) -> Result<(), Refusal> {
@@ -520,5 +521,48 @@ mod tests {
         d.kill("g").unwrap();
         assert!(d.grants.lock().unwrap().is_empty(), "kill revokes at once");
         assert!(d.use_grant(&[1; 16], &exporter, &mac).is_none());
+    }
+
+    /// A client away when its program ended still proves its grant, and is
+    /// told the session ended (it used to be refused as unauthenticated).
+    #[tokio::test]
+    async fn a_session_that_ended_keeps_its_grant_and_says_so() {
+        let d = Daemon::new(Config::default(), std::env::temp_dir());
+        let spec = NewSession {
+            name: Some("e".into()),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        let s = d
+            .create(&spec, WinSize::default())
+            .map_err(|e| e.1)
+            .unwrap();
+        let secret = [7u8; 32];
+        let exporter = [8u8; 32];
+        d.grants
+            .lock()
+            .unwrap()
+            .insert([2; 16], GrantEntry::new(secret, s.id));
+        let mut exited = s.subscribe_exit();
+        tokio::time::timeout(Duration::from_secs(10), exited.wait_for(|c| c.is_some()))
+            .await
+            .expect("the program ends")
+            .unwrap();
+        let gone = async {
+            while d.find(&Target::Id(s.id)).is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), gone)
+            .await
+            .expect("the ended session leaves the list");
+        let mac = crate::transport::quic::make_proof(&secret, &exporter);
+        let using = d.use_grant(&[2; 16], &exporter, &mac);
+        assert_eq!(using.map(|u| u.session_id), Some(s.id));
+        let Err((kind, message)) = d.find(&Target::Id(s.id)) else {
+            panic!("an ended session is not found");
+        };
+        assert_eq!(kind, ErrorKind::NoSuchSession);
+        assert_eq!(message, "the session has ended");
     }
 }
