@@ -167,6 +167,9 @@ struct SessionRun {
     secs: f64,
     daemon_cpu: f64,
     client_cpu: f64,
+    /// Bytes the client wrote to its terminal: less than the file when the
+    /// daemon sent the terminal's state instead of a backlog (adaptive delivery).
+    received: u64,
 }
 
 /// Seconds for the same `cat` in a session, shown by an attached client in a PTY.
@@ -181,7 +184,7 @@ fn session_run(rt: &Rt, n: u64, data: &Path) -> SessionRun {
     let (d0, c0) = (cpu_secs(daemon), cpu_secs(client));
     let t = Instant::now();
     std::fs::write(&go, b"").unwrap();
-    r.until(MARKER, Duration::from_secs(600));
+    let received = r.until(MARKER, Duration::from_secs(600));
     let secs = t.elapsed().as_secs_f64();
     let (d1, c1) = (cpu_secs(daemon), cpu_secs(client));
     reap(child);
@@ -190,6 +193,7 @@ fn session_run(rt: &Rt, n: u64, data: &Path) -> SessionRun {
         secs,
         daemon_cpu: d1 - d0,
         client_cpu: c1 - c0,
+        received,
     }
 }
 
@@ -298,6 +302,12 @@ fn main() {
         "  ratio:                       {:>11.0} %   (target >= 70 %)",
         100.0 * s / d
     );
+    let received: Vec<f64> = session.iter().map(|r| r.received as f64).collect();
+    println!(
+        "  client terminal received:    {:>9.1} MB    ({:.0} % of the file; the rest went as state)",
+        median(received.clone()) / 1e6,
+        100.0 * median(received) / bytes as f64
+    );
     let cpu = |f: fn(&SessionRun) -> f64| {
         let v: Vec<f64> = session.iter().map(f).collect();
         median(v)
@@ -322,6 +332,12 @@ fn main() {
     let rt = Rt::new();
     // A daemon with no session (it waits 30 s for its first one).
     std::fs::create_dir_all(rt.runtime_dir()).unwrap();
+    // The daemon refuses a runtime directory others can reach.
+    std::fs::set_permissions(
+        rt.runtime_dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let log = std::fs::File::create(rt.runtime_dir().join("daemon.log")).unwrap();
     let st = rt
         .command(&["server", "--daemon"])

@@ -163,11 +163,22 @@ fn attach_announces_what_happened_and_clears_it() {
     assert_eq!(e["asks"], "Claude needs your permission");
     assert_eq!(e["bells"], 1);
 
-    let mut c = rt.pty(&["attach", "ask"], 24, 100);
-    c.expect_str(
-        "abide: while you were away: 2 notifications, last: 'Claude needs your permission' at ",
-    );
-    c.expect("[0-9]{2}:[0-9]{2}; 1 bell");
+    // The announcement as the user's terminal (tmux) shows it: the bottom
+    // row, still there once the replayed output is on the screen.
+    let t = common::tmux::Tmux::start(&rt, 100, 24);
+    t.run(&format!("{} attach ask", common::BIN));
+    let screen = t.wait_for("the announcement over the replayed output", |s| {
+        s.contains("working") && s.contains("while you were away")
+    });
+    let rows = t.rows();
+    let banner = rows.last().unwrap();
+    let want = regex::Regex::new(
+        "^abide: while you were away: 2 notifications, last: 'Claude needs your permission' at [0-9]{2}:[0-9]{2}; 1 bell",
+    )
+    .unwrap();
+    assert!(want.is_match(banner), "bottom row {banner:?} of\n{screen}");
+    t.keys(&["C-^", "d"]);
+    t.wait_for("the detach", |s| s.contains("[detached from session 'ask'"));
     let e = wait_state(&rt, "ask", "running");
     assert_eq!(e["notifications"], 0);
     assert_eq!(e["bells"], 0);
@@ -175,6 +186,8 @@ fn attach_announces_what_happened_and_clears_it() {
 
     // Attached, a notification reaches the user's terminal untouched and
     // marks nothing.
+    let mut c = rt.pty(&["attach", "ask"], 24, 100);
+    c.expect_str("working");
     release(&f);
     c.expect_str("\x1b]9;while attached\x07");
     std::thread::sleep(Duration::from_millis(300));
@@ -184,7 +197,7 @@ fn attach_announces_what_happened_and_clears_it() {
         (Some("running"), Some(0))
     );
     c.detach_keys();
-    c.expect_str("[detached from session 'ask' \u{2014} reattach: abide attach ask]");
+    c.expect_str("[detached from session 'ask'");
 
     // Nothing happened since: the next attach announces nothing.
     let mut d = rt.pty(&["attach", "ask"], 24, 100);
@@ -196,7 +209,7 @@ fn attach_announces_what_happened_and_clears_it() {
         d.output_string()
     );
     d.detach_keys();
-    d.expect_str("[detached from session 'ask' \u{2014} reattach: abide attach ask]");
+    d.expect_str("[detached from session 'ask'");
 }
 
 #[test]
@@ -208,6 +221,9 @@ fn watch_reports_events_locally_and_runs_the_command() {
         &[r"\033]777;notify;Agent;May I run the tests?\033\\", r"\007"],
     );
     rt.ok(&["new", "-d", "-s", "agent", "--", "sh", "-c", &prog]);
+    let g = fifo(&rt, "idle");
+    let idle = waiting_program(&g, &[r"busy\n"]);
+    rt.ok(&["new", "-d", "-s", "idle", "--", "sh", "-c", &idle]);
     let log = rt.scratch().join("exec.log");
     let exec = format!(
         "printf '%s|%s|%s|%s\\n' \"$ABIDE_EVENT\" \"$ABIDE_SESSION\" \"$ABIDE_TITLE\" \"$ABIDE_BODY\" >> '{}'",
@@ -226,9 +242,13 @@ fn watch_reports_events_locally_and_runs_the_command() {
     eprintln!("watch (local): event printed {took:?} after the program wrote it");
     assert!(took < Duration::from_secs(3), "took {took:?}");
 
-    // Quiet: the program has been silent since the notification.
-    w.expect_within("agent: quiet \u{2014} no output for", T)
+    // Quiet: a program that goes silent after output, without asking.
+    release(&g);
+    w.expect_within("idle: quiet \u{2014} no output for", T)
         .unwrap();
+    let e = entry(&rt, "idle");
+    assert_eq!(e["state"], "quiet");
+    assert!(e["status"].as_str().unwrap().starts_with("quiet "), "{e}");
     assert_eq!(
         entry(&rt, "agent")["state"],
         "asks",
@@ -327,9 +347,13 @@ async fn remote_watch_over_quic_gets_each_event_once_across_a_blackhole() {
     tokio::task::spawn_blocking(move || release(&f2))
         .await
         .unwrap();
-    eventually("the daemon has it", T, || {
-        (entry(&rt, "far")["asks"] == "during the blackhole").then_some(())
-    });
+    let mut seen = serde_json::Value::Null;
+    let deadline = Instant::now() + T;
+    while seen["asks"] != "during the blackhole" {
+        assert!(Instant::now() < deadline, "the daemon never had it: {seen}");
+        std::thread::sleep(Duration::from_millis(50));
+        seen = entry(&rt, "far");
+    }
     assert!(
         next(&mut rx, Duration::from_secs(3)).await.is_err(),
         "nothing gets through a blackhole"
@@ -389,7 +413,7 @@ fn detached_sessions_expire_and_the_daemon_goes_with_the_last() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(rt.session_names().contains(&"default".to_string()));
     c.detach_keys();
-    c.expect_str("[detached from session 'default' \u{2014} reattach: abide attach default]");
+    c.expect_str("[detached from session 'default'");
     eventually("default expired once detached", T, || {
         (!rt.session_names().contains(&"default".to_string())).then_some(())
     });
@@ -443,4 +467,27 @@ fn ls_and_watch_name_a_host() {
     w.expect_within("localhost:far asks \u{2014} over QUIC", T)
         .unwrap();
     w.kill(nix::sys::signal::Signal::SIGTERM);
+}
+
+/// A grant for one session (what a forced command restricted to a session
+/// gives) lets its holder attach there, not read every session's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_grant_cannot_watch() {
+    let rt = Rt::new();
+    let line = common::remote::bootstrap(&rt, "sleep 60");
+    let conn = Arc::new(QuicConnector {
+        target: common::remote::quic_target(
+            &line,
+            format!("127.0.0.1:{}", line.port).parse().unwrap(),
+        ),
+    });
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    let err = tokio::time::timeout(T, follow(conn, tx))
+        .await
+        .expect("refused, not retried")
+        .expect_err("a session grant must not watch");
+    assert!(
+        err.to_string().contains("only attach is allowed"),
+        "{err:#}"
+    );
 }

@@ -297,10 +297,12 @@ async fn a_platform_without_a_binary_gets_the_install_command() {
 #[test]
 fn abide_host_deploys_itself_and_runs_the_session() {
     let host = Host::new(false);
-    let run = |word: &str| {
+    let run = |word: &str, transport: &str| {
         let mut cmd = host.rt.command(&[
             "--ssh",
             &host.ssh.display().to_string(),
+            "--transport",
+            transport,
             "--udp-ports",
             "0",
             "me@127.0.0.1",
@@ -312,7 +314,7 @@ fn abide_host_deploys_itself_and_runs_the_session() {
         cmd.env("ABIDE_DIST_DIR", host.rt.scratch().join("no-dist"));
         PtyClient::spawn(cmd, 24, 80)
     };
-    let mut first = run("first");
+    let mut first = run("first", "auto");
     first.expect_str("installing abide");
     first.expect_str("first-42");
     first.send(b"\x1e.");
@@ -333,11 +335,21 @@ fn abide_host_deploys_itself_and_runs_the_session() {
     let listed = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.status.success() && listed.contains("first-"), "{listed}");
 
-    let mut second = run("second");
+    let mut second = run("second", "auto");
     second.expect_str("second-42");
     second.send(b"\x1e.");
     second.wait();
     assert!(!second.output_string().contains("installing"));
+
+    // The ssh transport runs `server --stdio` with the path the script
+    // reported: the deployed abide, not one on the PATH.
+    let mut over_ssh = run("over-ssh", "ssh");
+    over_ssh.expect_str("over-ssh-42");
+    over_ssh.send(b"\x1e.");
+    over_ssh.wait();
+    let calls = std::fs::read_to_string(host.rt.scratch().join("ssh-calls")).unwrap();
+    let stdio = format!("{} server --stdio", host.deployed().display());
+    assert!(calls.contains(&stdio), "{calls}");
 }
 
 #[test]

@@ -116,6 +116,17 @@ fn print_channel_figures(rt: &Rt) {
     }
 }
 
+/// The wall-clock bound: far below the 3-4.5 s (slow link) and 6 s+ (slow
+/// terminal) of the byte stream in release; debug builds on a loaded machine
+/// parse and encrypt several times slower.
+fn bound() -> Duration {
+    Duration::from_secs(if cfg!(debug_assertions) { 5 } else { 2 })
+}
+
+/// The floods of this file run one at a time: two of them at once on two
+/// cores measure the CPU, not the delivery.
+static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// During `seq 1 100000000`: Ctrl-C, then 0.2 s later a command. Returns how
 /// long after the Ctrl-C the command's output showed.
 async fn ctrl_c_during_a_flood(
@@ -123,6 +134,7 @@ async fn ctrl_c_during_a_flood(
     one_way: Duration,
     read_rate: Option<f64>,
 ) -> Duration {
+    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let rt = Rt::new();
     let line = bootstrap(&rt, SHELL);
     let server = format!("127.0.0.1:{}", line.port).parse().unwrap();
@@ -167,7 +179,7 @@ async fn ctrl_c_answers_during_a_flood_on_a_slow_link() {
         "2 Mbit/s, 100 ms RTT: the command after Ctrl-C showed {took:?} after it (target 0.4 s)"
     );
     // The byte stream alone played 3-4.5 s of backlog first.
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(took < bound(), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +187,7 @@ async fn ctrl_c_answers_during_a_flood_to_a_slowly_reading_terminal() {
     let took = ctrl_c_during_a_flood(None, Duration::ZERO, Some(2e6)).await;
     eprintln!("fast link, terminal reading 2 MB/s: the command after Ctrl-C showed {took:?} after it (target 0.3 s)");
     // The byte stream alone played up to 12 MB (6 s at 2 MB/s) first.
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(took < bound(), "{took:?}");
 }
 
 /// Every line `seq` printed is in the client's scrollback once, in order,
@@ -183,12 +195,21 @@ async fn ctrl_c_answers_during_a_flood_to_a_slowly_reading_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_line_is_shown_or_counted_by_the_marker() {
     const N: u64 = 300_000;
+    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let rt = Rt::new();
-    let line = bootstrap(&rt, &format!("seq 1 {N}; echo DONE; sleep 1"));
+    // Starts once the client is there and waits for it to have seen the end
+    // (a session that ended before the client came revokes its grant).
+    let line = bootstrap(
+        &rt,
+        &format!("stty -echo; read go; seq 1 {N}; echo DONE; read end"),
+    );
     let server = format!("127.0.0.1:{}", line.port).parse().unwrap();
     let proxy = FaultProxy::start(server).await.unwrap();
     proxy.shape(Some(2_000_000), Duration::from_millis(50));
     let client = Client::start(&proxy, &line, None);
+    client.send("go\r").await;
+    client.wait_for(0, "DONE", Duration::from_secs(60)).await;
+    client.send("end\r").await;
     let outcome = tokio::time::timeout(Duration::from_secs(60), client.task)
         .await
         .expect("the program ends")

@@ -482,6 +482,8 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
     let mut watch_tick = tokio::time::interval(Duration::from_secs(1));
     let mut watch = Watch::new(links.connector.as_ref());
     let mut notice_until: Option<Instant> = None;
+    // The attach announcement: shown again after output takes the banner away.
+    let mut away: Option<String> = None;
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
         links.execute(&mut core).await;
@@ -527,11 +529,9 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                     bail!("{message}");
                 }
                 Event::Away(summary) => {
-                    if let Some(text) =
-                        crate::client::away::announcement(&summary).filter(|_| terminal)
-                    {
-                        screen.show(&mut out, &text);
-                        notice_until = Some(Instant::now() + Duration::from_secs(6));
+                    away = crate::client::away::announcement(&summary).filter(|_| terminal);
+                    if away.is_some() {
+                        notice_until = Some(Instant::now() + Duration::from_secs(8));
                     }
                 }
             }
@@ -561,7 +561,10 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             screen.show(&mut out, &text);
         } else if notice_until.is_some_and(|t| Instant::now() > t) {
             notice_until = None;
+            away = None;
             screen.hide(&mut out);
+        } else if let Some(text) = away.as_deref() {
+            screen.show(&mut out, text);
         }
         let wrote = !out.is_empty();
         predict.render(&mut out, screen.model(), wrote);

@@ -56,39 +56,6 @@ pub fn state_name(s: &State) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn summary(state: State) -> Summary {
-        Summary {
-            state,
-            bells: 0,
-            notifications: 0,
-            last_notification: None,
-            title: None,
-        }
-    }
-
-    #[test]
-    fn columns() {
-        assert_eq!(state_column(&summary(State::Running), None, 0), "running");
-        assert_eq!(
-            state_column(&summary(State::Quiet), Some(1000), 1000 + 12 * 60),
-            "quiet 12m"
-        );
-        assert_eq!(
-            state_column(&summary(State::Asks("May I?".into())), None, 0),
-            "asks \"May I?\""
-        );
-        assert_eq!(
-            state_column(&summary(State::Exited(0)), None, 0),
-            "exited 0"
-        );
-        assert!(local_hhmm(0).contains(':'));
-    }
-}
-
 /// The attention fields of an `ls --json` entry (merged into the others).
 pub fn json_fields(e: &SessionEntry, now: u64) -> serde_json::Map<String, serde_json::Value> {
     use serde_json::json;
@@ -144,5 +111,38 @@ pub fn summary_from_json(v: &serde_json::Value) -> Summary {
             )
         }),
         title: v["title"].as_str().map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(state: State) -> Summary {
+        Summary {
+            state,
+            bells: 0,
+            notifications: 0,
+            last_notification: None,
+            title: None,
+        }
+    }
+
+    #[test]
+    fn columns() {
+        assert_eq!(state_column(&summary(State::Running), None, 0), "running");
+        assert_eq!(
+            state_column(&summary(State::Quiet), Some(1000), 1000 + 12 * 60),
+            "quiet 12m"
+        );
+        assert_eq!(
+            state_column(&summary(State::Asks("May I?".into())), None, 0),
+            "asks \"May I?\""
+        );
+        assert_eq!(
+            state_column(&summary(State::Exited(0)), None, 0),
+            "exited 0"
+        );
+        assert!(local_hhmm(0).contains(':'));
     }
 }

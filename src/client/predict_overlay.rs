@@ -222,7 +222,8 @@ impl PredictOverlay {
     /// what is still predicted. `redraw`: something else was written since the
     /// overlay was drawn (a banner), so draw it all again.
     pub fn render(&mut self, out: &mut Vec<u8>, screen: &vt100::Screen, redraw: bool) {
-        if self.off() {
+        if self.off() || (self.core.is_idle() && !self.cursor_moved) {
+            // The common case (no key in flight): nothing to judge or draw.
             return;
         }
         self.core.update(&View(screen), Instant::now());

@@ -197,6 +197,12 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
     };
     script.abort();
     let outcome = outcome?;
+    if args.delay_ms > 0 {
+        // A shell, not the line counter: no tally.
+        return Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
+            n.to_string()
+        }));
+    }
     let t = tally.lock().unwrap();
     let received = t.seen.len() as u64;
     let sent = t.seen.iter().next_back().copied().unwrap_or(0);

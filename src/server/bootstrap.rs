@@ -58,9 +58,6 @@ pub async fn grant(daemon: &Arc<Daemon>, req: GrantRequest) -> Result<Grant, Ref
     })
 }
 
-/// Watch grants kept at once (each `abide watch HOST` makes one).
-const MAX_WATCH_GRANTS: usize = 16;
-
 /// In the daemon: a grant that names no session, for `abide watch HOST`.
 pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result<Grant, Refusal> {
     let mut quic = daemon.quic.lock().await;
@@ -72,22 +69,12 @@ pub async fn grant_watch(daemon: &Arc<Daemon>, port_range: (u16, u16)) -> Result
     let ep = quic.as_ref().expect("endpoint just started");
     let grant_id = random::<16>();
     let secret = random::<32>();
-    let mut grants = daemon.grants.lock().unwrap();
-    // Watch grants belong to no session, so no session's end removes them:
-    // keep a bounded number, so clients that vanish leave nothing growing.
-    let watch: Vec<[u8; 16]> = grants
-        .iter()
-        .filter(|(_, g)| g.session_id == 0)
-        .map(|(id, _)| *id)
-        .collect();
-    for id in watch.iter().skip(MAX_WATCH_GRANTS - 1) {
-        grants.remove(id);
-    }
-    grants.insert(
-        grant_id,
-        GrantEntry::new(secret, 0),
-    );
-    drop(grants);
+    // Like every grant, dropped when unused for a while (see `GrantEntry`).
+    daemon
+        .grants
+        .lock()
+        .unwrap()
+        .insert(grant_id, GrantEntry::new(secret, 0));
     Ok(Grant {
         session_id: 0,
         session_name: "-".into(),

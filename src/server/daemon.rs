@@ -439,8 +439,8 @@ async fn serve(
             }
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
-                daemon.expire_grants(Instant::now());
                 crate::server::attention::tick(&daemon.sessions());
+                daemon.expire_grants(Instant::now());
                 let n = daemon.sessions.lock().unwrap().list.len();
                 had_sessions |= n > 0;
                 if n > 0 {

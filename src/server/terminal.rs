@@ -36,7 +36,8 @@ struct History {
     max_lines: usize,
     /// Rows ever recorded; the oldest live row is number `total - len()`.
     total: u64,
-    /// (row number, tag) of every [`CHECKPOINT_EVERY`]th row, so rows that
+    /// (row number, tag) of every [`CHECKPOINT_EVERY`]th row (every other
+    /// one of the oldest once there are [`MAX_CHECKPOINTS`]), so rows that
     /// have left the history can still be counted for the marker.
     checkpoints: VecDeque<(u64, u64)>,
     /// The end offset of the piece being parsed now.
@@ -44,7 +45,7 @@ struct History {
 }
 
 const CHECKPOINT_EVERY: u64 = 64;
-const MAX_CHECKPOINTS: usize = 4096;
+const MAX_CHECKPOINTS: usize = 8192;
 
 impl History {
     fn lines(&self) -> impl Iterator<Item = &str> {
@@ -83,7 +84,13 @@ impl Callbacks for History {
         }
         if self.total % CHECKPOINT_EVERY == 0 {
             if self.checkpoints.len() == MAX_CHECKPOINTS {
-                self.checkpoints.pop_front();
+                // Thin out rather than forget: old rows are counted more
+                // coarsely, but still counted.
+                let mut k = 0;
+                self.checkpoints.retain(|_| {
+                    k += 1;
+                    k % 2 == 1
+                });
             }
             self.checkpoints.push_back((self.total, self.piece_end));
         }

@@ -88,8 +88,17 @@ const SUB: u8 = 0x1a;
 impl Scanner {
     /// Scans `bytes`, appending what they signal to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Signal>) {
-        for &b in bytes {
-            self.byte(b, out);
+        let mut i = 0;
+        while i < bytes.len() {
+            // Plain text is most of the output: skip to the next BEL or ESC.
+            if self.st == St::Ground {
+                match memchr::memchr2(BEL, ESC, &bytes[i..]) {
+                    Some(k) => i += k,
+                    None => return,
+                }
+            }
+            self.byte(bytes[i], out);
+            i += 1;
         }
     }
 
@@ -490,7 +499,8 @@ impl Attention {
     }
 
     /// Time passing: quiet once the program has been silent long enough after
-    /// activity nobody saw. At most one event per stretch of activity.
+    /// activity nobody saw. At most one event per stretch of activity, and
+    /// none while a bell or a question is waiting (the user has been told).
     pub fn poll(&mut self, watched: bool, now: Instant) -> Option<EventKind> {
         let deadline = self.next_deadline()?;
         if watched {
@@ -501,9 +511,10 @@ impl Attention {
             return None;
         }
         self.active = false;
-        if self.state == State::Running {
-            self.state = State::Quiet;
+        if self.state != State::Running {
+            return None;
         }
+        self.state = State::Quiet;
         let secs = now.saturating_duration_since(self.last_output?).as_secs();
         Some(EventKind::Quiet { secs })
     }
@@ -842,6 +853,10 @@ mod tests {
             a.poll(false, t0 + q * 5),
             Some(EventKind::Quiet { secs: 5 })
         );
+        // A question already told the user: its silence is not news.
+        a.output(b"\x1b]9;May I?\x07", false, t0 + q * 6, 0);
+        assert_eq!(a.poll(false, t0 + q * 8), None);
+        assert_eq!(a.summary().state, State::Asks("May I?".into()));
     }
 
     #[test]

@@ -403,6 +403,68 @@ mod tests {
     }
 
     #[test]
+    fn round_trip_attention_frames() {
+        use crate::attention::{EventKind, State};
+        let summary = Summary {
+            state: State::Asks("May I?".into()),
+            bells: 2,
+            notifications: 1,
+            last_notification: Some(("May I?".into(), 1_700_000_000)),
+            title: Some("agent".into()),
+        };
+        let downs = vec![
+            Down::SessionList(vec![SessionEntry {
+                info: SessionInfo {
+                    id: 1,
+                    name: "a".into(),
+                    command: vec!["sh".into()],
+                    pid: 9,
+                    created: 5,
+                    last_output: Some(6),
+                    clients: 0,
+                    size: WinSize::default(),
+                    output_bytes: 10,
+                },
+                attention: summary.clone(),
+                detached_since: Some(7),
+                expire_after: None,
+            }]),
+            Down::Watching {
+                cursor: Cursor { epoch: 3, seq: 4 },
+            },
+            Down::Attention(AttentionEvent {
+                seq: 5,
+                session_id: 1,
+                session: "a".into(),
+                at: 8,
+                kind: EventKind::Notify {
+                    title: "t".into(),
+                    body: "b".into(),
+                },
+            }),
+            Down::Away(summary),
+        ];
+        for d in downs {
+            assert_eq!(decode::<Down>(&encode(&d)).unwrap(), d);
+        }
+        for r in [
+            Request::ListAttention,
+            Request::Watch(WatchRequest { after: None }),
+            Request::Expire {
+                name: "a".into(),
+                after_secs: Some(60),
+            },
+            Request::GrantWatch { port_range: (1, 2) },
+        ] {
+            let h = Hello::new(r);
+            assert_eq!(decode_hello(&encode(&h)).unwrap(), h);
+        }
+        // Appended, so the frames of older peers keep their numbers.
+        assert_eq!(encode(&Request::List)[0], 1);
+        assert_eq!(encode(&Down::Detached)[0], 10);
+    }
+
+    #[test]
     fn error_is_variant_zero_for_old_peers() {
         let e = encode(&Down::Error {
             kind: ErrorKind::Internal,

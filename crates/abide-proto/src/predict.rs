@@ -291,6 +291,12 @@ impl Predictor {
         self.settle(grid, now);
     }
 
+    /// Nothing predicted and nothing waited for: [`update`](Self::update)
+    /// would change nothing and the overlay is empty.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.blocked_by.is_none()
+    }
+
     /// When [`update`](Self::update) should run again even if nothing arrives.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let judge = self.pending.iter().filter_map(|p| p.judge_at).min();

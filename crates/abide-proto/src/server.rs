@@ -698,4 +698,51 @@ mod tests {
         assert!(sim.got.iter().any(|g| g.2 == Action::Snapshot));
         assert_eq!(sim.client, sim.log.end);
     }
+
+    /// Typing into a program that redraws a 24x80 screen (~4 kB with
+    /// attributes) 20 times a second on the slow link: each key's echo
+    /// (written half a round trip after the key is typed) shows within
+    /// 2 RTT + 50 ms of the key.
+    #[test]
+    fn keys_echo_within_two_round_trips_during_a_redraw_loop() {
+        let mut sim = Sim::new(250e3, 100);
+        let idle = Program {
+            rate: 0.0,
+            until: Duration::ZERO,
+        };
+        let mut worst = Duration::ZERO;
+        let mut pending: Vec<(Duration, u64)> = Vec::new();
+        for ms in 1..=5000u64 {
+            if ms % 50 == 0 {
+                sim.log.end += 4000;
+            }
+            // A key every 170 ms, echoed when it reaches the program.
+            if ms % 170 == 0 {
+                pending.push((Duration::from_millis(ms), 0));
+            }
+            for p in pending.iter_mut() {
+                if p.1 == 0 && Duration::from_millis(ms) >= p.0 + Duration::from_millis(50) {
+                    sim.log.end += 1;
+                    p.1 = sim.log.end;
+                }
+            }
+            sim.step(&idle, u64::MAX, 4096);
+            let now = sim.now - sim.t0;
+            pending.retain(|&(typed, echo)| {
+                if echo != 0 && sim.client >= echo {
+                    worst = worst.max(now - typed);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        println!("slowest echo during a 20 fps redraw at 250 kB/s, 100 ms: {worst:?}");
+        assert!(worst <= Duration::from_millis(250), "{worst:?}");
+        assert_eq!(
+            sim.ch.states_sent(),
+            0,
+            "the link keeps up: the stream as is"
+        );
+    }
 }
