@@ -450,12 +450,15 @@ impl LinkPolicy {
         if self.current.is_none() || self.health == Health::Good {
             return;
         }
+        // Attempts in flight are not aborted: a link that speaks again after
+        // being lost may be about to die (an idle timeout, a backed-off TCP),
+        // and a fresh one finishing soon after is used instead. After a mere
+        // quiet spell (a slow link behind bulk output) the old link stays.
+        if self.health == Health::Lost {
+            self.back_at = Some(now);
+        }
         self.health = Health::Good;
         self.down_since = None;
-        // Attempts in flight are not aborted: a link that speaks again after
-        // an outage may be about to die (an idle timeout, a backed-off TCP),
-        // and a fresh one finishing soon after is used instead.
-        self.back_at = Some(now);
         if self.want_fresh {
             return;
         }
