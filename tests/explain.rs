@@ -397,7 +397,10 @@ fn near_misses_are_offered_ranked_but_not_claimed() {
     let scores: Vec<f64> = c.iter().map(|x| x["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
-    let out = abide(&["explain", "connection", "was", "reset", "by", "the", "peer"], None);
+    let out = abide(
+        &["explain", "connection", "was", "reset", "by", "the", "peer"],
+        None,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("nearest known ones"), "{text}");
     assert!(text.contains("ssh-connection-reset"), "{text}");

@@ -16,9 +16,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::client::options::RemoteOpts;
 use crate::client::remote::{ssh_argv, ssh_failure, SshOutput};
+use crate::proto::connect_line::ConnectLine;
 use crate::proto::deploy::{self, Failure, Platform, Reply, Source};
 use crate::proto::frame::PROTOCOL_VERSION;
-use crate::proto::connect_line::ConnectLine;
 
 /// The version folder on the host: this build's package version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -7,12 +7,12 @@ use std::process::Stdio;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::AsyncReadExt;
 
-use crate::client::options::RemoteOpts;
 use crate::client::connector::{Connector, DialFuture};
 use crate::client::deploy::{self, Bootstrapped};
+use crate::client::options::RemoteOpts;
 use crate::client::transport_memory::{network_of, TransportMemory};
-use crate::proto::policy::{Choice, Config, ConnectError, Transport};
 use crate::proto::connect_line::ConnectLine;
+use crate::proto::policy::{Choice, Config, ConnectError, Transport};
 use crate::transport::quic;
 use crate::transport::ssh_stdio::SshTarget;
 

@@ -51,7 +51,10 @@ pub async fn follow(connector: Arc<dyn Connector>, reports: mpsc::Sender<Report>
         }
         attempts += 1;
         // 0.25, 0.5, 1, 2, 2 ... s between rounds of attempts.
-        tokio::time::sleep(Duration::from_millis(250 << attempts.min(4).saturating_sub(1))).await;
+        tokio::time::sleep(Duration::from_millis(
+            250 << attempts.min(4).saturating_sub(1),
+        ))
+        .await;
     }
 }
 

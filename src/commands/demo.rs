@@ -13,8 +13,8 @@ use crate::client::attach::{self, ClientIo, Outcome};
 use crate::client::remote::QuicConnector;
 use crate::client::tty;
 use crate::faultproxy::FaultProxy;
-use crate::proto::frame::Target;
 use crate::proto::connect_line::ConnectLine;
+use crate::proto::frame::Target;
 
 /// A steady printer: one numbered line every 100 ms for `secs`, then a total.
 fn program(secs: u64) -> String {
@@ -138,7 +138,10 @@ async fn demo(args: &DemoArgs, line: &ConnectLine) -> Result<i32> {
         tokio::spawn(async move {
             let say = |s: String| {
                 let tx = notice_tx.clone();
-                narration.lock().unwrap().push((started.elapsed(), s.clone()));
+                narration
+                    .lock()
+                    .unwrap()
+                    .push((started.elapsed(), s.clone()));
                 async move {
                     if interactive {
                         let _ = tx.send(s).await;

@@ -282,7 +282,10 @@ pub async fn history(args: HistoryArgs) -> Result<i32> {
         tail: args.tail,
     };
     let Some((mut link, mut down)) = launch::request(&rt, req, false).await? else {
-        bail!("no session named '{}' (the abide daemon is not running)", args.name);
+        bail!(
+            "no session named '{}' (the abide daemon is not running)",
+            args.name
+        );
     };
     let mut out = std::io::stdout().lock();
     loop {

@@ -299,7 +299,15 @@ async fn write_half(
     mut kicked: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut core = ServerChannel::new(start, Instant::now());
-    let result = pump(session, &mut core, &mut tx, &mut ctrl, &mut acked, &mut kicked).await;
+    let result = pump(
+        session,
+        &mut core,
+        &mut tx,
+        &mut ctrl,
+        &mut acked,
+        &mut kicked,
+    )
+    .await;
     tracing::info!(
         session = %session.name,
         states = core.states_sent(),

@@ -363,7 +363,10 @@ mod tests {
         while rows.last().is_some_and(|r| r.is_empty()) {
             rows.pop();
         }
-        rows.iter().map(|r| r.trim_end()).collect::<Vec<_>>().join("\n")
+        rows.iter()
+            .map(|r| r.trim_end())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// A viewer that showed the stream up to some offset, then got the

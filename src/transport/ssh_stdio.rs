@@ -56,10 +56,7 @@ pub async fn connect(t: &SshTarget, interactive: bool) -> Result<Link> {
     if !interactive {
         cmd.args(["-o", "BatchMode=yes"]);
     }
-    let remote = format!(
-        "{} server --stdio",
-        sh_quote(&t.server)
-    );
+    let remote = format!("{} server --stdio", sh_quote(&t.server));
     cmd.arg(&t.dest).arg(remote);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -160,8 +157,7 @@ fn explain_failure(
     if code == Some(127) || words.contains("command not found") {
         return anyhow::Error::new(ConnectError::NotInstalled(format!(
             "abide is not installed on the remote host (ran '{}' on {}){said}",
-            t.server,
-            t.dest
+            t.server, t.dest
         )));
     }
     if !interactive
