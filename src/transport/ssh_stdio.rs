@@ -17,16 +17,9 @@ use crate::proto::frame::STDIO_READY as READY;
 use crate::proto::policy::ConnectError;
 use crate::transport::framed::{split, Link, LinkKind};
 
-/// Quotes one word for the remote user's shell (ssh runs commands through it).
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+/// Quotes one word for the remote user's shell (ssh runs commands through
+/// it); the core's quoting, shared with the self-deploy script.
+pub use crate::proto::deploy::sh_quote;
 
 #[derive(Clone, Debug)]
 pub struct SshTarget {
