@@ -219,7 +219,11 @@ impl Daemon {
             Some(n) => {
                 validate_name(n).map_err(|e| (ErrorKind::BadRequest, e))?;
                 if s.name_taken(n) {
-                    let exited = s.list.iter().find(|x| &x.name == n).and_then(|x| x.exit_code());
+                    let exited = s
+                        .list
+                        .iter()
+                        .find(|x| &x.name == n)
+                        .and_then(|x| x.exit_code());
                     return Err((
                         ErrorKind::NameInUse,
                         match exited {
@@ -306,10 +310,7 @@ impl Daemon {
         let gone: Vec<u64> = s
             .list
             .iter()
-            .filter(|x| {
-                x.exited_for()
-                    .is_some_and(|t| x.was_killed() || t > keep)
-            })
+            .filter(|x| x.exited_for().is_some_and(|t| x.was_killed() || t > keep))
             .map(|x| x.id)
             .collect();
         for id in gone {
@@ -697,7 +698,10 @@ mod tests {
             command: vec!["sleep".into(), "100".into()],
             ..Default::default()
         };
-        let r = d.create(&spec, WinSize::default()).map_err(|e| e.1).unwrap();
+        let r = d
+            .create(&spec, WinSize::default())
+            .map_err(|e| e.1)
+            .unwrap();
         d.exit_seen(&r);
         assert_eq!(names(&d), ["r"], "a running session stays");
         let mut exit = r.subscribe_exit();
