@@ -24,9 +24,11 @@ use crate::transport::framed::{FrameReader, FrameWriter};
 /// A client gets this long to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// After the exit, how long a channel waits for the client to say it has
-/// shown it (a round trip; a client that does not say keeps the session).
-const EXIT_SEEN_WAIT: Duration = Duration::from_secs(5);
+/// After the exit, how long a channel waits at most for the client to say it
+/// has shown it (a round trip, unless the path is down: a blackhole that
+/// ends within this delivers the exit on the same link). A client that does
+/// not say keeps the session in the daemon.
+const EXIT_SEEN_WAIT: Duration = Duration::from_secs(60);
 
 pub enum Peer {
     /// The Unix socket: only this user can reach it (directory 0700).
@@ -395,12 +397,22 @@ async fn pump(
             }
             Some(Action::Exit { code }) => {
                 tx.send(&Down::Exited { code }).await?;
-                // Wait (bounded) for the reader to end: the client says it
-                // has shown the exit, or hangs up. Ending sooner could cut
-                // off its `ExitSeen`, and the session would be kept.
+                // Wait for the reader to end: the client says it has shown
+                // the exit, or hangs up, or the link dies, or the client
+                // comes back on another link. Ending sooner could miss an
+                // `ExitSeen` still on its way (a path that comes back after
+                // a blackhole delivers the exit late), and the session
+                // would be kept for a client that has already seen its end.
                 let until = tokio::time::Instant::now() + EXIT_SEEN_WAIT;
-                while let Ok(Some(_)) = tokio::time::timeout_at(until, ctrl.recv()).await {}
-                return Ok(());
+                loop {
+                    tokio::select! {
+                        f = tokio::time::timeout_at(until, ctrl.recv()) => match f {
+                            Ok(Some(_)) => {}
+                            Ok(None) | Err(_) => return Ok(()),
+                        },
+                        _ = kicked.changed() => return Ok(()),
+                    }
+                }
             }
             None => {}
         }
