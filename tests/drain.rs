@@ -127,20 +127,7 @@ async fn over_ssh_a_client_cut_off_when_the_program_ends_gets_the_tail_and_the_s
     let line = bootstrap(&rt, &ending_program(FIRST, TOTAL, &go, CODE));
     let sshd = fake_sshd(rt.runtime_dir()).await;
     let tcp = TcpFaultProxy::start(sshd).await.unwrap();
-    let ssh = fake_ssh(&rt, tcp.addr().port());
-    let conn = Arc::new(RemoteConnector::new(
-        QuicConnector {
-            target: quic_target(&line, format!("127.0.0.1:{}", line.port).parse().unwrap()),
-        },
-        SshTarget {
-            ssh: vec![ssh.display().to_string()],
-            dest: "127.0.0.1".into(),
-            server: BIN.into(),
-        },
-        Choice::Only(Transport::Ssh),
-        "test-host".into(),
-        TransportMemory::at(rt.scratch().join("transports.toml")),
-    ));
+    let conn = ssh_connector(&rt, &line, tcp.addr().port());
     cut_off_at_the_end(
         &rt,
         &go,
@@ -158,6 +145,50 @@ async fn over_ssh_a_client_cut_off_when_the_program_ends_gets_the_tail_and_the_s
         },
     )
     .await;
+}
+
+/// The same over ssh when the path just comes back: the old connection
+/// delivers what it held (the tail and the exit), and the client's word that
+/// it has shown the exit reaches the daemon's channel, still waiting on that
+/// link, so the session goes (the daemon with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_ssh_the_exit_held_by_a_blackhole_is_confirmed_on_the_same_link() {
+    let rt = Rt::new();
+    let go = rt.scratch().join("go");
+    let line = bootstrap(&rt, &ending_program(FIRST, TOTAL, &go, CODE));
+    let sshd = fake_sshd(rt.runtime_dir()).await;
+    let tcp = TcpFaultProxy::start(sshd).await.unwrap();
+    let conn = ssh_connector(&rt, &line, tcp.addr().port());
+    cut_off_at_the_end(
+        &rt,
+        &go,
+        line.session_id,
+        conn,
+        || tcp.blackhole(true),
+        async || tcp.blackhole(false),
+    )
+    .await;
+}
+
+fn ssh_connector(
+    rt: &Rt,
+    line: &abide::server::bootstrap::ConnectLine,
+    port: u16,
+) -> Arc<RemoteConnector> {
+    let ssh = fake_ssh(rt, port);
+    Arc::new(RemoteConnector::new(
+        QuicConnector {
+            target: quic_target(line, format!("127.0.0.1:{}", line.port).parse().unwrap()),
+        },
+        SshTarget {
+            ssh: vec![ssh.display().to_string()],
+            dest: "127.0.0.1".into(),
+            server: BIN.into(),
+        },
+        Choice::Only(Transport::Ssh),
+        "test-host".into(),
+        TransportMemory::at(rt.scratch().join("transports.toml")),
+    ))
 }
 
 /// `ssh [opts] DEST COMMAND` → connect to the relay, send COMMAND, relay
