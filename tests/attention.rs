@@ -85,7 +85,12 @@ fn wait_state(rt: &Rt, name: &str, state: &str) -> serde_json::Value {
 /// `ps` of a program and its children (what they wait in), for a failure message.
 fn processes_of(pid: u64) -> String {
     let out = std::process::Command::new("ps")
-        .args(["-o", "pid,ppid,stat,wchan:20,args", "--pid", &pid.to_string()])
+        .args([
+            "-o",
+            "pid,ppid,stat,wchan:20,args",
+            "--pid",
+            &pid.to_string(),
+        ])
         .args(["--ppid", &pid.to_string()])
         .output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
