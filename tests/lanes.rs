@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use abide::faultproxy::FaultProxy;
 use abide::proto::frame::{Down, Hello, Request, Up};
-use abide::transport::quic::{self, ServerEndpoint, Serve, Target};
+use abide::transport::quic::{self, Serve, ServerEndpoint, Target};
 
 const CHUNK: usize = 1000;
 const CHUNKS: u64 = 200;

@@ -63,7 +63,10 @@ fn history_of_a_remote_session_is_the_hosts_history() {
         let out = remote(&["history", "me@127.0.0.1:h"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{server:?}: {err}");
-        assert!(out.stdout == local.as_bytes(), "{server:?}: not the local history");
+        assert!(
+            out.stdout == local.as_bytes(),
+            "{server:?}: not the local history"
+        );
         let out = remote(&["history", "me@127.0.0.1:h", "--tail", "3"]);
         assert_eq!(String::from_utf8_lossy(&out.stdout), tail, "{server:?}");
         // A session the host does not have: the host's own message.
