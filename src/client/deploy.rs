@@ -189,7 +189,7 @@ struct Driven {
 /// Longest line read from the host before giving up on finding ours.
 const MAX_LINE: u64 = 64 * 1024;
 /// How much of the host's other output is kept (messages, `ls --json`).
-const MAX_SEEN: usize = 4 << 20;
+pub const MAX_SEEN: usize = 4 << 20;
 
 /// One ssh running the deploy script with `args`; `binaries` is what may be
 /// sent when the host needs it (`None`: send nothing).
