@@ -24,6 +24,9 @@ use crate::transport::framed::Link;
 /// A frame write that takes longer than this means the link is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long the client waits for the server to hear that the exit was shown.
+const EXIT_CONFIRM: Duration = Duration::from_secs(1);
+
 /// How long a transport notice stays on the status line.
 const NOTICE_FOR: Duration = Duration::from_secs(4);
 
@@ -195,6 +198,18 @@ impl Links {
             if flush(l, core).await.is_err() {
                 self.broken(core);
             }
+        }
+    }
+
+    /// Tells the server the exit was shown (the core queued `ExitSeen`; the
+    /// daemon then drops the session) and waits, briefly, for the server to
+    /// end the channel: dropping the link at once could lose the word, and
+    /// the daemon would keep the session for a client that never comes.
+    async fn confirm_exit(&mut self, core: &mut ClientCore) {
+        self.flush(core).await;
+        if let Some(l) = self.current.as_mut() {
+            let closed = async { while let Ok(Some(_)) = l.rx.next_raw().await {} };
+            let _ = tokio::time::timeout(EXIT_CONFIRM, closed).await;
         }
     }
 
@@ -513,6 +528,7 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                 }
                 Event::Exited { code } => {
                     write_terminal(&out)?;
+                    links.confirm_exit(&mut core).await;
                     return Ok(Outcome::Exited {
                         name: session_name(&core),
                         code,

@@ -186,6 +186,9 @@ pub enum Up {
         nonce: u64,
     },
     Detach,
+    /// The client has shown the program's exit (`Down::Exited`), so it has
+    /// everything: the server may drop the exited session.
+    ExitSeen,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -462,6 +465,7 @@ mod tests {
             }),
             Up::Ping { nonce: 3 },
             Up::Detach,
+            Up::ExitSeen,
         ];
         for f in frames {
             assert_eq!(decode::<Up>(&encode(&f)).unwrap(), f);

@@ -479,6 +479,7 @@ impl World {
                     Up::Ping { nonce } => self.links[i].down.push(Down::Pong { nonce }, now, rto),
                     Up::Resize(_) => {}
                     Up::Detach => panic!("detach in the simulation"),
+                    Up::ExitSeen => {}
                 }
             }
         }
