@@ -33,6 +33,14 @@ pub fn forced_bootstrap() -> bool {
         .unwrap_or(false)
 }
 
+/// In the restricted mode: whether the client's bootstrap also asked to carry
+/// on as the stdio relay (`--then-stdio`); the relay is then restricted too.
+pub fn forced_then_stdio() -> bool {
+    std::env::var("SSH_ORIGINAL_COMMAND")
+        .map(|c| c.split_whitespace().any(|w| w == "--then-stdio"))
+        .unwrap_or(false)
+}
+
 /// `session`: restricted to attaching to this session.
 pub async fn run(session: Option<String>) -> Result<i32> {
     if let Some(name) = &session {
