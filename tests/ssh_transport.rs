@@ -411,3 +411,35 @@ async fn handed_over_ssh_gives_way_to_quic() {
     assert!(h.udp.counters().down.load(Ordering::Relaxed) > 0);
     assert_eq!(h.logins.load(Ordering::SeqCst), 1, "a second ssh login");
 }
+
+/// Echo round trips over the ssh transport (the fake ssh, like OpenSSH for a
+/// command without a tty, leaves Nagle on): a frame the client does not
+/// answer (an input ack) must not hold back the echo behind the client's
+/// delayed ACK (40 ms). Prints the figures; the exact coalescing is unit-tested
+/// in `server::stdio`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_over_ssh_figures() {
+    let h = connect_handed(100, 100, false).await;
+    let _rt = &h.rt;
+    h.client.wait_for("LINE 1\r\n", LONG).await;
+    let mut took = Vec::new();
+    for i in 0..15 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let word = format!("echo-{i}");
+        let t = std::time::Instant::now();
+        h.client.type_line(&word).await;
+        h.client.wait_for(&format!("GOT:{word}\r\n"), LONG).await;
+        took.push(t.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "ssh transport echo: median {:?}, max {:?} (15 lines typed)",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    h.client.wait_for("LINE 100\r\n", LONG).await;
+    let out = h.client.finish().await;
+    let typed: Vec<String> = (0..15).map(|i| format!("echo-{i}")).collect();
+    let typed: Vec<&str> = typed.iter().map(String::as_str).collect();
+    check_exact(&out, 100, &typed);
+}
