@@ -19,7 +19,7 @@ use abide::transport::ssh_stdio::SshTarget;
 use common::remote::{
     bootstrap, check_exact, program, quic_target, start_client, start_client_handed,
 };
-use common::{Rt, BIN};
+use common::{PtyClient, Rt, BIN};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// `ssh [opts] DEST COMMAND` → connect to $FAKE_SSH_PORT, send COMMAND, relay.
@@ -95,14 +95,23 @@ async fn fake_sshd_counted(rt_dir: PathBuf) -> (std::net::SocketAddr, Arc<Atomic
                     .unwrap();
                 let mut cin = child.stdin.take().unwrap();
                 let mut cout = child.stdout.take().unwrap();
-                let up = async { tokio::io::copy(&mut r, &mut cin).await };
+                let up = async {
+                    let r = tokio::io::copy(&mut r, &mut cin).await;
+                    // ssh's stdin at its end: the command's too, as sshd does.
+                    drop(cin);
+                    r
+                };
                 let down = async {
                     let r = tokio::io::copy(&mut cout, &mut w).await;
                     let _ = w.shutdown().await;
                     r
                 };
-                // The connection ending ends the session's ssh side, as with sshd.
-                tokio::select! { _ = up => {}, _ = down => {} }
+                tokio::pin!(down);
+                // The connection breaking ends the session's ssh side, as with sshd.
+                tokio::select! {
+                    r = up => if r.is_ok() { let _ = (&mut down).await; },
+                    _ = &mut down => {}
+                }
             });
         }
     });
@@ -442,4 +451,46 @@ async fn echo_over_ssh_figures() {
     let typed: Vec<String> = (0..15).map(|i| format!("echo-{i}")).collect();
     let typed: Vec<&str> = typed.iter().map(String::as_str).collect();
     check_exact(&out, 100, &typed);
+}
+
+/// Keys typed while `abide HOST` logs in belong to the session, not to the
+/// bootstrap's ssh (which forwards whatever it reads on its stdin: the lab
+/// saw 6 s connects when its first command went that way). Both with the
+/// bootstrap handed over (auto) and without (udp).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_typed_during_the_bootstrap_reach_the_session() {
+    for transport in ["udp", "auto"] {
+        let rt = Rt::new();
+        let (sshd, _) = fake_sshd_counted(rt.runtime_dir()).await;
+        let tcp = TcpFaultProxy::start(sshd).await.unwrap();
+        let ssh = write_ssh_wrapper(&rt, tcp.addr().port());
+        let cmd = rt.command(&[
+            "--ssh",
+            &ssh.display().to_string(),
+            "--server",
+            BIN,
+            "--transport",
+            transport,
+            "--udp-ports",
+            "0",
+            "me@127.0.0.1",
+            "--",
+            "sh",
+            "-c",
+            "read l; echo GOT-$l-$((6*7)); exec sleep 30",
+        ]);
+        let mut client = PtyClient::spawn(cmd, 24, 80);
+        // At once: ssh is starting or logging in.
+        client.send(b"typeahead\r");
+        let got = tokio::task::spawn_blocking(move || {
+            client.expect_str("GOT-typeahead-42");
+            client.send(b"\x1e.");
+            client.wait();
+        });
+        tokio::time::timeout(LONG, got)
+            .await
+            .expect("typeahead arrived")
+            .unwrap();
+        drop(tcp);
+    }
 }

@@ -206,10 +206,12 @@ async fn bootstrap_once(
         })
         .arg(dest)
         .arg(&remote_cmd)
+        // Never the terminal: ssh forwards whatever it reads there, and keys
+        // typed while it logs in belong to the session (ssh prompts on /dev/tty).
         .stdin(if handover {
             Stdio::piped()
         } else {
-            Stdio::inherit()
+            Stdio::null()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
