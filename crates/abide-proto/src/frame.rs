@@ -388,7 +388,12 @@ pub trait Laned {
 /// acks in increasing order).
 pub fn is_control_up(frame: &Up) -> bool {
     match frame {
-        Up::Input { .. } | Up::Ack { .. } | Up::Resize(_) | Up::Ping { .. } | Up::Detach => true,
+        Up::Input { .. }
+        | Up::Ack { .. }
+        | Up::Resize(_)
+        | Up::Ping { .. }
+        | Up::Detach
+        | Up::ExitSeen => true,
     }
 }
 
