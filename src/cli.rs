@@ -333,6 +333,11 @@ pub struct ServerArgs {
     /// With --bootstrap or --probe-udp: UDP port range LO-HI.
     #[arg(long)]
     pub udp_ports: Option<String>,
+    /// With --bootstrap: after the connect line, carry the session channel
+    /// over stdin/stdout as --stdio does (the bootstrap's ssh connection
+    /// becomes the client's first ssh link: one login, not two).
+    #[arg(long)]
+    pub then_stdio: bool,
     /// With --bootstrap: environment for a new session, NAME=VALUE (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,

@@ -53,11 +53,17 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     if !crate::client::tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
     }
-    let crate::client::deploy::Bootstrapped { line, server, .. } =
-        crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
+    // The bootstrap's ssh goes on as the first ssh link, unless only UDP may be used.
+    let spec = BootstrapSpec {
+        handover: opts.transport != crate::client::options::TransportChoice::Udp,
+        ..spec
+    };
+    let crate::client::deploy::Bootstrapped {
+        line, server, link, ..
+    } = crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
     let session_id = line.session_id;
     let conn = Arc::new(r::connector_for(opts, host, line, server).await?);
-    let outcome = attach::run(conn, Target::Id(session_id)).await?;
+    let outcome = attach::run_handed(conn, Target::Id(session_id), link).await?;
     Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
         format!("{host}:{n}")
     }))
@@ -81,6 +87,7 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
         command: &args.command,
         existing_only: false,
         watch: false,
+        handover: false,
     };
     let opts = args.remote.clone().resolve(&Default::default());
     open_remote(&opts, &host, spec).await
@@ -104,6 +111,7 @@ pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
                 command: &[],
                 existing_only: true,
                 watch: false,
+                handover: false,
             };
             open_remote(&opts, &host, spec).await
         }

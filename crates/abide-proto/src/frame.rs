@@ -186,6 +186,9 @@ pub enum Up {
         nonce: u64,
     },
     Detach,
+    /// The client has shown the program's exit (`Down::Exited`), so it has
+    /// everything: the server may drop the exited session.
+    ExitSeen,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -385,7 +388,12 @@ pub trait Laned {
 /// acks in increasing order).
 pub fn is_control_up(frame: &Up) -> bool {
     match frame {
-        Up::Input { .. } | Up::Ack { .. } | Up::Resize(_) | Up::Ping { .. } | Up::Detach => true,
+        Up::Input { .. }
+        | Up::Ack { .. }
+        | Up::Resize(_)
+        | Up::Ping { .. }
+        | Up::Detach
+        | Up::ExitSeen => true,
     }
 }
 
@@ -462,6 +470,7 @@ mod tests {
             }),
             Up::Ping { nonce: 3 },
             Up::Detach,
+            Up::ExitSeen,
         ];
         for f in frames {
             assert_eq!(decode::<Up>(&encode(&f)).unwrap(), f);
