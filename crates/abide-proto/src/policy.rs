@@ -28,6 +28,12 @@
 //!   ([`LinkPolicy::handed_over`]), used at once while QUIC is tried. A QUIC
 //!   link that completes soon after takes over (a resume, without a gap), and
 //!   within QUIC's head start without a word on the status line.
+//! - **An expired grant is not the session's end.** The server forgets a
+//!   grant left unused for long (a laptop asleep over a weekend); a resume it
+//!   refuses for that ([`LinkPolicy::grant_refused`]) stops the attempts and
+//!   asks for a new grant for the same session over ssh
+//!   ([`Action::Rebootstrap`]); with it, reconnecting goes on. A second
+//!   refusal soon after a new grant, or no new grant, is the end.
 //! - **Some failures are verdicts.** A QUIC certificate that is not the pinned
 //!   one is an attack or a misconfiguration: give up, never fall back. ssh
 //!   authentication that needs a prompt nobody can answer stops ssh attempts.
@@ -90,6 +96,10 @@ pub enum ConnectError {
     /// Anything else; retried.
     #[error("{0}")]
     Other(String),
+    /// The server no longer accepts this client's grant and no new one
+    /// could be had over ssh (the driver says how to reattach).
+    #[error("the server no longer accepts this client's grant: {0}")]
+    GrantLost(String),
 }
 
 impl ConnectError {
@@ -111,6 +121,8 @@ pub enum Notice {
     OverSsh,
     /// auto: UDP answered again; the session moved to QUIC.
     BackOnQuic,
+    /// The server had dropped this client's grant; a new one came over ssh.
+    Regranted,
 }
 
 impl std::fmt::Display for Notice {
@@ -120,6 +132,9 @@ impl std::fmt::Display for Notice {
                 "abide: no UDP reply yet; carrying on over ssh (trying UDP in the background)"
             }
             Notice::BackOnQuic => "abide: UDP gets through; moved the session to QUIC",
+            Notice::Regranted => {
+                "abide: the server had forgotten this client (away too long); signed in again over ssh"
+            }
         })
     }
 }
@@ -145,6 +160,10 @@ pub enum Action {
     Remember(Transport),
     /// Stop: no link can be made. The error says why.
     GiveUp(ConnectError),
+    /// Get a new grant for the same session (the bootstrap again, over ssh,
+    /// never prompting), swap it in for new attempts, and report with
+    /// [`LinkPolicy::rebootstrapped`]. No attempts start meanwhile.
+    Rebootstrap,
 }
 
 /// Knobs. [`Config::remote`] and [`Config::local`] are what abide uses; tests
@@ -184,6 +203,9 @@ pub struct Config {
     /// Give up after this long without a link (`None`: keep trying until the
     /// user quits, as a network client must).
     pub give_up_after: Option<Duration>,
+    /// A grant refused again this soon after a new one: give up (the
+    /// server refuses for another reason, and asking again would loop).
+    pub regrant_again_after: Duration,
 }
 
 impl Config {
@@ -206,6 +228,7 @@ impl Config {
             blocked_after: 3,
             first_tries: 1,
             give_up_after: None,
+            regrant_again_after: Duration::from_secs(60),
         }
     }
 
@@ -230,6 +253,7 @@ impl Config {
             blocked_after: u32::MAX,
             first_tries: 3,
             give_up_after: Some(Duration::from_secs(3)),
+            regrant_again_after: Duration::from_secs(60),
         }
     }
 
@@ -307,6 +331,10 @@ pub struct LinkPolicy {
     ssh_disabled: bool,
     last_error: Option<ConnectError>,
     gave_up: bool,
+    /// A new grant is being fetched ([`Action::Rebootstrap`]): no attempts.
+    regranting: bool,
+    /// When the last new grant came.
+    regranted_at: Option<Instant>,
     actions: VecDeque<Action>,
 }
 
@@ -344,6 +372,8 @@ impl LinkPolicy {
             ssh_disabled: false,
             last_error: None,
             gave_up: false,
+            regranting: false,
+            regranted_at: None,
             actions: VecDeque::new(),
         }
     }
@@ -507,6 +537,47 @@ impl LinkPolicy {
         self.schedule_upgrade(now);
     }
 
+    /// The server refused the current link's grant (it no longer knows it):
+    /// the link is gone, the attempts in flight carry the same grant, so they
+    /// stop, and a new grant for the same session is asked for.
+    pub fn grant_refused(&mut self, now: Instant) {
+        if self.gave_up || self.regranting {
+            return;
+        }
+        self.current = None;
+        self.health = Health::Lost;
+        self.down_since.get_or_insert(now);
+        self.cancel_where(|_| true);
+        if self
+            .regranted_at
+            .is_some_and(|t| now < t + self.cfg.regrant_again_after)
+        {
+            self.give_up(ConnectError::GrantLost(
+                "refused again right after a new one".into(),
+            ));
+            return;
+        }
+        self.regranting = true;
+        self.actions.push_back(Action::Rebootstrap);
+    }
+
+    /// The [`Action::Rebootstrap`] finished: with a new grant, reconnecting
+    /// goes on at once; without one, this is the end (the error says why).
+    pub fn rebootstrapped(&mut self, result: Result<(), ConnectError>, now: Instant) {
+        if !std::mem::take(&mut self.regranting) || self.gave_up {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.regranted_at = Some(now);
+                self.actions.push_back(Action::Notice(Notice::Regranted));
+                self.reset_schedule(now);
+                self.handle_timeout(now);
+            }
+            Err(e) => self.give_up(e),
+        }
+    }
+
     /// The wall clock jumped (a resume from suspend) or the network changed
     /// (another address, another gateway): whatever link there is may be
     /// dead, and either transport may work now. Try both at once.
@@ -545,7 +616,9 @@ impl LinkPolicy {
         if let Some(n) = self.notice_over_ssh_at {
             at(n);
         }
-        if self.is_down() {
+        if self.regranting {
+            // Waiting for the new grant; nothing else is due.
+        } else if self.is_down() {
             if self.wants(Transport::Quic) && self.room(Transport::Quic) {
                 at(self.next_quic);
             }
@@ -565,7 +638,7 @@ impl LinkPolicy {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.gave_up {
+        if self.gave_up || self.regranting {
             return;
         }
         // Attempts past their deadline count as timed out.
@@ -1126,6 +1199,70 @@ mod tests {
         p.link_closed(now);
         let a = drain(&mut p);
         assert_eq!(started(&a, Transport::Ssh).len(), 1, "{a:?}");
+    }
+
+    /// A resume refused for its grant stops every attempt (they carry the
+    /// same grant), asks for a new grant once, and with it reconnects at
+    /// once; a refusal right after a new grant, or no new grant, ends it.
+    #[test]
+    fn a_refused_grant_is_fetched_again_over_ssh_once() {
+        let t0 = Instant::now();
+        let mut p = LinkPolicy::new(Config::remote(Choice::Race, None), t0);
+        p.connect(t0);
+        let q = started(&drain(&mut p), Transport::Quic)[0];
+        p.attempt_succeeded(q, t0 + ms(20));
+        drain(&mut p);
+        // Days later: the path is back, the resume is refused.
+        let t1 = t0 + Duration::from_secs(3 * 86400);
+        p.link_lost(t1);
+        let a = drain(&mut p);
+        let running: Vec<AttemptId> = started(&a, Transport::Quic)
+            .into_iter()
+            .chain(started(&a, Transport::Ssh))
+            .collect();
+        assert!(!running.is_empty());
+        p.grant_refused(t1 + ms(30));
+        let a = drain(&mut p);
+        for id in &running {
+            assert!(a.contains(&Action::Cancel { id: *id }), "{a:?}");
+        }
+        assert_eq!(a.last(), Some(&Action::Rebootstrap));
+        assert_eq!(a.iter().filter(|x| **x == Action::Rebootstrap).count(), 1);
+        // Nothing starts while the new grant is fetched, however long it takes.
+        assert_eq!(p.poll_timeout(), None);
+        p.handle_timeout(t1 + Duration::from_secs(10));
+        p.grant_refused(t1 + Duration::from_secs(10));
+        assert!(drain(&mut p).is_empty());
+        // The new grant: attempts at once, and a notice.
+        let t2 = t1 + Duration::from_secs(2);
+        p.rebootstrapped(Ok(()), t2);
+        let a = drain(&mut p);
+        assert!(a.contains(&Action::Notice(Notice::Regranted)));
+        let q2 = started(&a, Transport::Quic)[0];
+        p.attempt_succeeded(q2, t2 + ms(20));
+        assert!(drain(&mut p).contains(&Action::Adopt {
+            id: q2,
+            transport: Transport::Quic
+        }));
+        // Refused again at once: the server means it.
+        p.grant_refused(t2 + ms(40));
+        assert!(matches!(
+            drain(&mut p).last(),
+            Some(Action::GiveUp(ConnectError::GrantLost(_)))
+        ));
+
+        // No new grant to be had: the end, with its reason.
+        let mut p = LinkPolicy::new(Config::remote(Choice::Only(Transport::Quic), None), t0);
+        p.connect(t0);
+        let q = started(&drain(&mut p), Transport::Quic)[0];
+        p.attempt_succeeded(q, t0 + ms(20));
+        drain(&mut p);
+        p.grant_refused(t1);
+        assert_eq!(drain(&mut p), [Action::Rebootstrap]);
+        let why = ConnectError::GrantLost("no session named s".into());
+        p.rebootstrapped(Err(why.clone()), t1 + ms(900));
+        assert_eq!(drain(&mut p), [Action::GiveUp(why)]);
+        assert_eq!(p.poll_timeout(), None);
     }
 
     #[test]

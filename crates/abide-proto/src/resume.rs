@@ -83,6 +83,11 @@ pub enum Event {
     /// terminal should first drop the modes and scroll region of what it
     /// showed before (which may have been drawn at another size).
     SnapshotFollows,
+    /// The server no longer knows the grant this link proved (it idled out
+    /// there, or the daemon forgot it): not the session's end. The link is
+    /// dropped ([`Event::LinkLost`] comes first); the link policy decides
+    /// what to do (`LinkPolicy::grant_refused`: a new grant over ssh).
+    GrantRefused,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -341,6 +346,15 @@ impl ClientCore {
             Down::Detached => {
                 self.finished = true;
                 self.events.push_back(Event::Detached);
+            }
+            // Only a resume can meet an expired grant: a client that never
+            // attached was refused its first grant, which is an answer.
+            Down::Error {
+                kind: ErrorKind::AuthFailed,
+                ..
+            } if self.session.is_some() && !self.finished => {
+                self.link_down(now);
+                self.events.push_back(Event::GrantRefused);
             }
             Down::Error { kind, message } => {
                 self.finished = true;
@@ -780,6 +794,68 @@ mod tests {
         );
         assert!(c.is_finished());
         assert_eq!(drain(&mut c), [Up::ExitSeen, Up::Ack { offset: 3 }]);
+    }
+
+    /// A resume refused for its grant is a lost link plus a typed event, not
+    /// the session's end; the input typed meanwhile goes out on the next link.
+    /// A first attach refused the same way is an error (nothing to resume).
+    #[test]
+    fn a_refused_grant_on_resume_is_not_the_end() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        c.on_frame(
+            Down::Output {
+                offset: 0,
+                data: b"ab".to_vec(),
+            },
+            t,
+        )
+        .unwrap();
+        while c.poll_event().is_some() {}
+        c.user_input(b"x");
+        c.hello(t);
+        let refused = Down::Error {
+            kind: ErrorKind::AuthFailed,
+            message: "authentication failed".into(),
+        };
+        c.on_frame(refused.clone(), t).unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert_eq!(events, [Event::LinkLost, Event::GrantRefused]);
+        assert!(!c.is_finished());
+        assert!(
+            !drain(&mut c).iter().any(|f| matches!(f, Up::Input { .. })),
+            "the input waits for the next link"
+        );
+        // The next link resumes at the same offset with the input.
+        let h = c.hello(t);
+        let Request::Attach(a) = h.request else {
+            panic!("not an attach")
+        };
+        assert_eq!(
+            a.resume,
+            Some(ResumePoint {
+                session_id: 9,
+                offset: 2
+            })
+        );
+        assert!(drain(&mut c).contains(&Up::Input {
+            seq: 1,
+            data: b"x".to_vec()
+        }));
+
+        let mut first = core(t);
+        first.hello(t);
+        first.on_frame(refused, t).unwrap();
+        assert!(first.is_finished());
+        assert!(matches!(
+            first.poll_event(),
+            Some(Event::Error {
+                kind: ErrorKind::AuthFailed,
+                ..
+            })
+        ));
     }
 
     /// A detach asked for just before the link changed is asked again on the

@@ -238,7 +238,10 @@ impl World {
                     | Event::Attached { .. }
                     | Event::Away(_)
                     | Event::SnapshotFollows => {}
-                    Event::Exited { .. } | Event::Detached | Event::Error { .. } => {
+                    Event::Exited { .. }
+                    | Event::Detached
+                    | Event::Error { .. }
+                    | Event::GrantRefused => {
                         panic!("session ended in the simulation: {e:?}")
                     }
                 }
@@ -320,6 +323,7 @@ impl World {
             Action::Notice(n) => self.notices.push((self.now - self.t0, n)),
             Action::Remember(t) => self.remembered.push(t),
             Action::GiveUp(e) => panic!("gave up: {e}"),
+            Action::Rebootstrap => panic!("no grant expires in the simulation"),
         }
     }
 
