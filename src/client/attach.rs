@@ -40,6 +40,7 @@ pub enum Outcome {
 }
 
 type AttemptResult = (AttemptId, Result<Link, ConnectError>);
+type RegrantResult = Result<(), ConnectError>;
 
 /// Executes the link policy's actions: attempts as tasks, finished links
 /// until the policy adopts or cancels them, the current link.
@@ -54,11 +55,20 @@ struct Links {
     /// Transport notices for the status line, oldest first.
     notices: Vec<policy::Notice>,
     gave_up: Option<ConnectError>,
+    /// The bootstrap again, for a new grant (`Action::Rebootstrap`).
+    regrant: Option<tokio::task::JoinHandle<()>>,
+    regrant_tx: mpsc::UnboundedSender<RegrantResult>,
+    regrants: mpsc::UnboundedReceiver<RegrantResult>,
+    /// How to reattach, said when no new grant could be had.
+    reattach: Option<String>,
 }
 
 impl Drop for Links {
     fn drop(&mut self) {
         for (_, t) in self.running.drain() {
+            t.abort();
+        }
+        if let Some(t) = self.regrant.take() {
             t.abort();
         }
     }
@@ -67,6 +77,7 @@ impl Drop for Links {
 impl Links {
     fn new(connector: Arc<dyn Connector>, now: Instant) -> Self {
         let (results_tx, results) = mpsc::unbounded_channel();
+        let (regrant_tx, regrants) = mpsc::unbounded_channel();
         Links {
             policy: LinkPolicy::new(connector.config(), now),
             connector,
@@ -77,6 +88,10 @@ impl Links {
             current: None,
             notices: Vec::new(),
             gave_up: None,
+            regrant: None,
+            regrant_tx,
+            regrants,
+            reattach: None,
         }
     }
 
@@ -122,8 +137,38 @@ impl Links {
                 policy::Action::Notice(n) => self.notices.push(n),
                 policy::Action::Remember(t) => self.connector.remember(t),
                 policy::Action::GiveUp(e) => self.gave_up = Some(e),
+                policy::Action::Rebootstrap => self.rebootstrap(core),
             }
         }
+    }
+
+    /// Runs the bootstrap again for a new grant to the session shown; the
+    /// policy hears the result through `regrants`.
+    fn rebootstrap(&mut self, core: &ClientCore) {
+        let Some((id, name)) = core.session().cloned() else {
+            let e = ConnectError::GrantLost("no session to sign in to again".into());
+            self.policy.rebootstrapped(Err(e), Instant::now());
+            return;
+        };
+        tracing::info!("the server refused the grant; asking for a new one over ssh");
+        self.reattach = self.connector.reattach_hint(&name);
+        let fut = self.connector.regrant(id, &name);
+        let tx = self.regrant_tx.clone();
+        if let Some(old) = self.regrant.replace(tokio::spawn(async move {
+            let _ = tx.send(fut.await);
+        })) {
+            old.abort();
+        }
+    }
+
+    /// The re-bootstrap finished.
+    fn regranted(&mut self, result: RegrantResult) {
+        self.regrant = None;
+        match &result {
+            Ok(()) => tracing::info!("new grant; reconnecting"),
+            Err(e) => tracing::warn!("no new grant: {e}"),
+        }
+        self.policy.rebootstrapped(result, Instant::now());
     }
 
     /// An attempt task finished.
@@ -158,6 +203,10 @@ impl Links {
         match ev {
             Event::LinkQuiet => self.policy.link_quiet(now),
             Event::LinkLost => self.policy.link_lost(now),
+            Event::GrantRefused => {
+                self.current = None;
+                self.policy.grant_refused(now);
+            }
             _ => {}
         }
     }
@@ -214,17 +263,21 @@ impl Links {
     }
 
     fn give_up_error(&self) -> Option<anyhow::Error> {
-        self.gave_up.as_ref().map(|e| {
-            anyhow::anyhow!(
-                "could not connect: {e}{}",
-                match e {
-                    ConnectError::FingerprintMismatch(_) => "",
-                    ConnectError::Timeout => {
-                        " (nothing answered; check the network, or try --transport ssh)"
-                    }
-                    _ => "",
+        self.gave_up.as_ref().map(|e| match e {
+            // Not a failure to connect: the connection was fine, the grant was gone.
+            ConnectError::GrantLost(_) => anyhow::anyhow!(
+                "lost the session: {e}{}",
+                match &self.reattach {
+                    Some(how) => format!(
+                        "\n  The session may still be running there: reattach with '{how}'"
+                    ),
+                    None => String::new(),
                 }
-            )
+            ),
+            ConnectError::Timeout => anyhow::anyhow!(
+                "could not connect: {e} (nothing answered; check the network, or try --transport ssh)"
+            ),
+            _ => anyhow::anyhow!("could not connect: {e}"),
         })
     }
 }
@@ -284,6 +337,7 @@ async fn first_attach(
         let (policy_at, core_at) = (links.policy.poll_timeout(), core.poll_timeout());
         tokio::select! {
             Some(r) = links.results.recv() => links.finished(r),
+            Some(r) = links.regrants.recv() => links.regranted(r),
             frame = next_frame(&mut links.current) => links.frame_arrived(core, frame, |_| {}),
             _ = sleep_until_opt(policy_at) => {
                 links.policy.handle_timeout(Instant::now());
@@ -562,7 +616,8 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                         t(&bytes);
                     }
                 }
-                Event::Attached { .. } | Event::LinkQuiet => {}
+                // The policy heard it (`core_saw`): a new grant is on its way.
+                Event::Attached { .. } | Event::LinkQuiet | Event::GrantRefused => {}
                 Event::SnapshotFollows => screen.before_snapshot(&mut out),
                 Event::LinkLost => {
                     lost_since.get_or_insert_with(Instant::now);
@@ -660,6 +715,7 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                 links.frame_arrived(&mut core, frame, |f| predict.frame(f));
             }
             Some(r) = links.results.recv() => links.finished(r),
+            Some(r) = links.regrants.recv() => links.regranted(r),
             _ = sleep_until_opt(policy_at) => {
                 links.policy.handle_timeout(Instant::now());
             }

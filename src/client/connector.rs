@@ -14,6 +14,8 @@ use crate::proto::resume::Timing;
 use crate::transport::framed::Link;
 
 pub type DialFuture = Pin<Box<dyn Future<Output = Result<Link, ConnectError>> + Send>>;
+/// A new grant fetched and swapped in, or why not (`ConnectError::GrantLost`).
+pub type RegrantFuture = Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>>;
 
 pub trait Connector: Send + Sync {
     /// The policy's knobs: which transports, and the hint for this network.
@@ -30,6 +32,20 @@ pub trait Connector: Send + Sync {
     }
     /// The hint for the current network (after [`network`](Self::network) changed).
     fn hint(&self) -> Option<Transport> {
+        None
+    }
+    /// A new grant for session `session_id` (named `name`), the old one being
+    /// gone on the server: runs the bootstrap again, without prompting, and
+    /// uses the new grant for every dial from then on.
+    fn regrant(&self, _session_id: u64, _name: &str) -> RegrantFuture {
+        Box::pin(async {
+            Err(ConnectError::GrantLost(
+                "this connection has no way to sign in again".into(),
+            ))
+        })
+    }
+    /// How the user gets back to session `name` after this driver gave up.
+    fn reattach_hint(&self, _name: &str) -> Option<String> {
         None
     }
 }
@@ -80,6 +96,8 @@ pub async fn connect_once(
                 Action::Remember(t) => connector.remember(t),
                 Action::Notice(_) => {}
                 Action::GiveUp(e) => return Err(e),
+                // Only a resume is refused for its grant; this makes a first link.
+                Action::Rebootstrap => {}
             }
         }
         let at = policy.poll_timeout();

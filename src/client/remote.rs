@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::AsyncReadExt;
@@ -308,7 +309,8 @@ pub async fn connector_for(
         opts.transport.policy_choice(),
         host.to_string(),
         TransportMemory::default_location(),
-    ))
+    )
+    .with_regrant(opts.clone()))
 }
 
 pub async fn udp_addr(dest: &str, line: &ConnectLine) -> Result<SocketAddr> {
@@ -365,12 +367,62 @@ impl Connector for QuicConnector {
 /// QUIC, ssh, or both raced, per `--transport`; the transport memory gives
 /// the policy its hint for this host and local network.
 pub struct RemoteConnector {
+    /// The QUIC target of the first grant.
     pub quic: QuicConnector,
     pub ssh: SshTarget,
     pub choice: Choice,
     /// The host part of the memory's key.
     pub host_key: String,
     memory: TransportMemory,
+    /// How to run the bootstrap again for a new grant (`None`: it cannot).
+    regrant: Option<RemoteOpts>,
+    /// The QUIC target of the latest new grant, used instead of `quic`'s.
+    regranted: Arc<Mutex<Option<quic::Target>>>,
+}
+
+/// The bootstrap's ssh for a new grant: it runs while the terminal is raw,
+/// so it must never prompt there (a password prompt would take the user's
+/// keys); without a key or agent it fails, and the user is told how to
+/// reattach.
+fn batch_mode(opts: &RemoteOpts) -> RemoteOpts {
+    let mut opts = opts.clone();
+    opts.ssh.push_str(" -o BatchMode=yes");
+    opts
+}
+
+/// Runs the bootstrap again for a new grant to session `session_id`, never
+/// a new session: only the same session by name, and only if it is still
+/// the one this client shows. Returns the new QUIC target; the address is
+/// kept while the port is the same (it is the path that just answered).
+async fn new_grant(
+    opts: &RemoteOpts,
+    dest: &str,
+    session_id: u64,
+    name: &str,
+    old: &quic::Target,
+) -> Result<quic::Target> {
+    let spec = BootstrapSpec {
+        session: Some(name),
+        command: &[],
+        existing_only: true,
+        watch: false,
+        handover: false,
+    };
+    let line = bootstrap(&batch_mode(opts), dest, &spec).await?.line;
+    if line.session_id != session_id {
+        bail!("the session '{name}' has ended (another of that name runs there now)");
+    }
+    let addr = if line.port == old.addr.port() {
+        old.addr
+    } else {
+        udp_addr(dest, &line).await?
+    };
+    Ok(quic::Target {
+        addr,
+        fingerprint: line.fingerprint,
+        grant_id: line.grant_id,
+        secret: line.secret,
+    })
 }
 
 impl RemoteConnector {
@@ -387,11 +439,29 @@ impl RemoteConnector {
             choice,
             host_key,
             memory,
+            regrant: None,
+            regranted: Arc::new(Mutex::new(None)),
         }
     }
 
+    /// Lets a resume whose grant the server forgot get a new one by running
+    /// the bootstrap again with `opts` (to `ssh.dest`).
+    pub fn with_regrant(mut self, opts: RemoteOpts) -> Self {
+        self.regrant = Some(opts);
+        self
+    }
+
+    /// The QUIC target to dial now: the latest grant's.
+    pub fn quic_target(&self) -> quic::Target {
+        self.regranted
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| self.quic.target.clone())
+    }
+
     fn network_key(&self) -> String {
-        network_of(self.quic.target.addr).unwrap_or_else(|| "unknown".into())
+        network_of(self.quic_target().addr).unwrap_or_else(|| "unknown".into())
     }
 }
 
@@ -410,8 +480,35 @@ impl Connector for RemoteConnector {
                         .map_err(reason)
                 })
             }
-            _ => dial_quic(&self.quic.target),
+            _ => dial_quic(&self.quic_target()),
         }
+    }
+
+    fn regrant(&self, session_id: u64, name: &str) -> crate::client::connector::RegrantFuture {
+        let Some(opts) = self.regrant.clone() else {
+            return Box::pin(async {
+                Err(ConnectError::GrantLost(
+                    "this connection has no way to sign in again".into(),
+                ))
+            });
+        };
+        let (dest, name, old) = (self.ssh.dest.clone(), name.to_string(), self.quic_target());
+        let slot = self.regranted.clone();
+        Box::pin(async move {
+            match new_grant(&opts, &dest, session_id, &name, &old).await {
+                Ok(target) => {
+                    *slot.lock().unwrap() = Some(target);
+                    Ok(())
+                }
+                Err(e) => Err(ConnectError::GrantLost(format!(
+                    "a new one could not be had over ssh: {e:#}"
+                ))),
+            }
+        })
+    }
+
+    fn reattach_hint(&self, name: &str) -> Option<String> {
+        Some(format!("abide attach {}:{name}", self.ssh.dest))
     }
 
     fn remember(&self, transport: Transport) {
@@ -420,7 +517,7 @@ impl Connector for RemoteConnector {
     }
 
     fn network(&self) -> Option<String> {
-        network_of(self.quic.target.addr)
+        network_of(self.quic_target().addr)
     }
 
     fn hint(&self) -> Option<Transport> {

@@ -54,9 +54,24 @@ pub struct GrantEntry {
 pub const GRANT_UNUSED_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// A grant that was used, with no connection open, is dropped after this
-/// long. Long, because a client that finds its grant gone gives up (it does
-/// not bootstrap again yet), and a laptop sleeps through a night.
+/// long. A client that finds its grant gone asks for a new one over ssh
+/// (without a prompt), so this bounds how long a leaked secret stays useful
+/// rather than how long a laptop may sleep.
 pub const GRANT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Test knob, not a setting: `ABIDE_TEST_GRANT_IDLE_TTL_MS` replaces
+/// [`GRANT_IDLE_TTL`] so that a test sees a grant idle out in seconds.
+const GRANT_IDLE_TTL_KNOB: &str = "ABIDE_TEST_GRANT_IDLE_TTL_MS";
+
+fn grant_idle_ttl() -> Duration {
+    static TTL: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *TTL.get_or_init(|| {
+        std::env::var(GRANT_IDLE_TTL_KNOB)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(GRANT_IDLE_TTL, Duration::from_millis)
+    })
+}
 
 /// How long an exited session nobody has seen to its end is kept (unless
 /// its `--expire` / `expire_detached` ends it sooner).
@@ -79,7 +94,7 @@ impl GrantEntry {
         }
         match self.last_used {
             None => now.duration_since(self.minted) > GRANT_UNUSED_TTL,
-            Some(t) => now.duration_since(t) > GRANT_IDLE_TTL,
+            Some(t) => now.duration_since(t) > grant_idle_ttl(),
         }
     }
 }

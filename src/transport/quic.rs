@@ -89,7 +89,13 @@ fn transport_config(idle: Duration) -> Arc<quinn::TransportConfig> {
 /// together). After the proof the same small windows are enough: the client
 /// only sends keystrokes, acks and pings (output flows the other way).
 fn server_transport_config() -> Arc<quinn::TransportConfig> {
-    let mut t = Arc::try_unwrap(transport_config(Duration::from_secs(60)))
+    // Test knob, not a setting: a connection whose client went away holds
+    // its grant until it idles out, which a test of grant expiry shortens.
+    let idle = std::env::var("ABIDE_TEST_QUIC_IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_millis);
+    let mut t = Arc::try_unwrap(transport_config(idle))
         .unwrap_or_else(|_| unreachable!("fresh config"));
     t.max_concurrent_bidi_streams(MAX_STREAMS.into())
         .max_concurrent_uni_streams(0u32.into())
