@@ -17,10 +17,29 @@
 use std::num::NonZeroU16;
 
 use crate::client::terminal_contract::{self, Tracker};
+use crate::plain_lines::{PlainLines, Scrolls};
 use crate::proto::frame::WinSize;
 
+/// Counts the rows the model scrolls off (all the fast path needs).
+#[derive(Default)]
+struct Scrolled(u64);
+
+impl vt100::Callbacks for Scrolled {
+    fn on_scroll(&mut self, _: vt100::capture::RowContents<'_>, _: bool) {
+        self.0 += 1;
+    }
+}
+
+impl Scrolls for Scrolled {
+    fn scrolls(&self) -> u64 {
+        self.0
+    }
+}
+
 pub struct Screen {
-    model: vt100::Parser,
+    /// Fed through `plain`: a `cat` scrolls most lines straight past it.
+    model: vt100::Parser<Scrolled>,
+    plain: PlainLines,
     shown: Option<String>,
     modes: Tracker,
     /// The model's cursor is the terminal's (the terminal told us at attach).
@@ -36,7 +55,8 @@ impl Screen {
     pub fn new(size: WinSize) -> Self {
         let (r, c) = dims(size);
         Screen {
-            model: vt100::Parser::new(r, c, 0),
+            model: vt100::Parser::new_with_callbacks(r, c, 0, Scrolled::default()),
+            plain: PlainLines::default(),
             shown: None,
             modes: Tracker::default(),
             cursor_known: true,
@@ -60,8 +80,7 @@ impl Screen {
 
     /// Puts the model's cursor where the real one is (zero-based row, col).
     pub fn start_at(&mut self, (row, col): (u16, u16)) {
-        self.model
-            .process(format!("\x1b[{};{}H", row + 1, col + 1).as_bytes());
+        self.feed(format!("\x1b[{};{}H", row + 1, col + 1).as_bytes());
     }
 
     /// The vt100 model of what the terminal shows (the banner excluded);
@@ -73,6 +92,11 @@ impl Screen {
     pub fn resize(&mut self, size: WinSize) {
         let (r, c) = dims(size);
         self.model.set_size(r, c);
+        self.plain.unsettle();
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.plain.process(&mut self.model, bytes, 0);
     }
 
     pub fn is_shown(&self) -> bool {
@@ -83,7 +107,7 @@ impl Screen {
     pub fn output(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         self.hide(out);
         out.extend_from_slice(bytes);
-        self.model.process(bytes);
+        self.feed(bytes);
         self.modes.observe(bytes);
         let screen = self.model.screen();
         if !screen.alternate_screen() {
@@ -102,7 +126,7 @@ impl Screen {
         self.hide(out);
         let leave = self.modes.modes().leave_sequence();
         out.extend_from_slice(&leave);
-        self.model.process(&leave);
+        self.feed(&leave);
         self.modes = Tracker::default();
     }
 

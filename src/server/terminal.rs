@@ -15,10 +15,12 @@ use std::num::NonZeroU16;
 
 use vt100::{Callbacks, Parser};
 
+use crate::plain_lines::{PlainLines, Scrolls};
 use crate::proto::frame::WinSize;
 
 pub struct Terminal {
     parser: Parser<History>,
+    plain: PlainLines,
 }
 
 /// Rows that scrolled off, formatted, in one buffer: a `String` per row cost
@@ -42,6 +44,8 @@ struct History {
     checkpoints: VecDeque<(u64, u64)>,
     /// The end offset of the piece being parsed now.
     piece_end: u64,
+    /// Rows the parser scrolled off (the fast path checks it moved by one).
+    scrolls: u64,
 }
 
 const CHECKPOINT_EVERY: u64 = 64;
@@ -75,13 +79,10 @@ impl History {
     }
 }
 
-impl Callbacks for History {
-    fn on_scroll(&mut self, row: vt100::capture::RowContents<'_>, alternate_screen: bool) {
-        // Rows scrolled by a full-screen program on the alternate screen are not
-        // history the user would find in their scrollback.
-        if alternate_screen || self.max_lines == 0 {
-            return;
-        }
+impl History {
+    /// Starts a row that scrolled off by stream offset `tag`: counts it,
+    /// checkpoints it, makes room; the caller appends its text.
+    fn start_row(&mut self, tag: u64) {
         if self.total % CHECKPOINT_EVERY == 0 {
             if self.checkpoints.len() == MAX_CHECKPOINTS {
                 // Thin out rather than forget: old rows are counted more
@@ -92,7 +93,7 @@ impl Callbacks for History {
                     k % 2 == 1
                 });
             }
-            self.checkpoints.push_back((self.total, self.piece_end));
+            self.checkpoints.push_back((self.total, tag));
         }
         self.total += 1;
         if self.starts.len() == self.max_lines {
@@ -105,10 +106,42 @@ impl Callbacks for History {
             }
         }
         self.starts.push_back(self.text.len());
-        self.tags.push_back(self.piece_end);
+        self.tags.push_back(tag);
+    }
+}
+
+impl Callbacks for History {
+    fn on_scroll(&mut self, row: vt100::capture::RowContents<'_>, alternate_screen: bool) {
+        self.scrolls += 1;
+        // Rows scrolled by a full-screen program on the alternate screen are not
+        // history the user would find in their scrollback.
+        if alternate_screen || self.max_lines == 0 {
+            return;
+        }
+        self.start_row(self.piece_end);
         let mut state = vt100::capture::BasicFormattedCaptureState::new();
         // Writing into a String cannot fail.
         let _ = row.write_formatted_basic(&mut self.text, &mut state);
+    }
+}
+
+impl Scrolls for History {
+    fn scrolls(&self) -> u64 {
+        self.scrolls
+    }
+
+    fn piece_end(&mut self, end: u64) {
+        self.piece_end = end;
+    }
+
+    fn passed_through(&mut self, line: &[u8], tag: u64) {
+        if self.max_lines == 0 {
+            return;
+        }
+        self.start_row(tag);
+        // Printable ASCII (checked by `plain_lines`): what vt100 would have
+        // captured for it, byte for byte.
+        self.text.extend(line.iter().map(|&b| b as char));
     }
 }
 
@@ -135,31 +168,31 @@ impl Terminal {
             total: 0,
             checkpoints: VecDeque::new(),
             piece_end: 0,
+            scrolls: 0,
         };
         Terminal {
             parser: Parser::new_with_callbacks(rows, cols, 0, history),
+            plain: PlainLines::default(),
         }
     }
 
     pub fn process(&mut self, bytes: &[u8]) {
-        self.parser.process(bytes);
+        self.plain.process(&mut self.parser, bytes, 0);
     }
 
     /// Processes `bytes`, which start at stream offset `offset`, one line at
     /// a time, so that each row that scrolls off is tagged with the offset of
     /// the line feed (or the end of `bytes`) after which it was gone.
+    /// Runs of plain lines that scroll straight through the screen skip the
+    /// parser (see `plain_lines`), with the same result.
     pub fn process_at(&mut self, bytes: &[u8], offset: u64) {
-        let mut at = offset;
-        for piece in bytes.split_inclusive(|&b| b == b'\n') {
-            at += piece.len() as u64;
-            self.parser.callbacks_mut().piece_end = at;
-            self.parser.process(piece);
-        }
+        self.plain.process(&mut self.parser, bytes, offset);
     }
 
     pub fn resize(&mut self, size: WinSize) {
         let (rows, cols) = dims(size);
         self.parser.set_size(rows, cols);
+        self.plain.unsettle();
     }
 
     pub fn history_len(&self) -> usize {
