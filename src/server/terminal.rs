@@ -61,6 +61,12 @@ impl History {
         self.starts.len()
     }
 
+    /// Live row `k` (0 is the oldest kept).
+    fn line(&self, k: usize) -> &str {
+        let end = self.starts.get(k + 1).copied().unwrap_or(self.text.len());
+        &self.text[self.starts[k]..end]
+    }
+
     /// How many rows scrolled off after `from`, counting those no longer
     /// kept (approximately, to [`CHECKPOINT_EVERY`] rows, when they are old).
     fn rows_after(&self, from: u64) -> u64 {
@@ -141,7 +147,8 @@ impl Scrolls for History {
         self.start_row(tag);
         // Printable ASCII (checked by `plain_lines`): what vt100 would have
         // captured for it, byte for byte.
-        self.text.extend(line.iter().map(|&b| b as char));
+        self.text
+            .push_str(std::str::from_utf8(line).expect("plain lines are ASCII"));
     }
 }
 
@@ -251,31 +258,40 @@ impl Terminal {
         let screen = self.parser.screen();
         let h = self.parser.callbacks();
         let after = h.rows_after(from);
-        let live: Vec<&str> = {
-            let skip = h.len() - (after as usize).min(h.len());
-            h.lines().skip(skip).collect()
-        };
+        let first = h.len() - (after as usize).min(h.len());
         let mut used = 0;
-        let fit = live
-            .iter()
+        let fit = (first..h.len())
             .rev()
-            .take_while(|l| {
-                used += l.len() + 8;
+            .take_while(|&k| {
+                used += h.line(k).len() + 8;
                 used <= budget
             })
             .count();
         let omitted = after - fit as u64;
         let mut out = String::new();
         out.push_str("\x1b[?1049l\x1b[0m\x1b[H");
+        let mut printed = 0;
         if omitted > 0 {
             out.push_str(&format!(
                 "\x1b[2K\x1b[7mabide: {omitted} earlier lines not shown \u{2014} `abide history {name}` has them\x1b[0m\r\n"
             ));
+            printed += 1;
         }
-        for line in &live[live.len() - fit..] {
-            out.push_str("\x1b[2K");
-            out.push_str(line);
-            out.push_str("\x1b[0m\r\n");
+        let rows = screen.size().0.get() as usize;
+        for k in h.len() - fit..h.len() {
+            let line = h.line(k);
+            if printed >= rows && !line.contains('\x1b') {
+                // Below a screenful the bottom row is blank (just scrolled in)
+                // and the pen is default: a plain line is written as itself,
+                // which the client's model lets scroll past (`plain_lines`).
+                out.push_str(line);
+                out.push_str("\r\n");
+            } else {
+                out.push_str("\x1b[2K");
+                out.push_str(line);
+                out.push_str("\x1b[0m\r\n");
+            }
+            printed += 1;
         }
         if screen.alternate_screen() {
             out.push_str("\x1b[?1049h");
@@ -407,8 +423,12 @@ mod tests {
     #[test]
     fn state_since_an_offset_continues_the_viewers_scrollback() {
         let size = WinSize { rows: 5, cols: 20 };
+        // Coloured lines, and plain ones (which a state writes as themselves).
         let lines: Vec<String> = (0..200)
-            .map(|i| format!("\x1b[3{}mline {i}\x1b[0m\r\n", i % 8))
+            .map(|i| match i % 3 {
+                0 => format!("line {i}\r\n"),
+                _ => format!("\x1b[3{}mline {i}\x1b[0m\r\n", i % 8),
+            })
             .collect();
         let all: Vec<u8> = lines.concat().into_bytes();
         for cut_line in [0usize, 3, 7, 60, 150] {
@@ -431,6 +451,25 @@ mod tests {
             let want: String =
                 (0..200).map(|i| format!("line {i}\n")).collect::<String>() + "prompt$";
             assert_eq!(seen, want, "cut at line {cut_line}");
+            // Every line in its own colour: the last cell of each ("line N").
+            viewer.screen_mut().set_scrollback(usize::MAX);
+            let depth = viewer.screen().scrollback();
+            for k in (1..=depth).rev() {
+                viewer.screen_mut().set_scrollback(k);
+                let text = viewer.screen().rows(0, 20).next().unwrap();
+                let i: usize = text.trim_start_matches("line ").trim().parse().unwrap();
+                let want = match i % 3 {
+                    0 => vt100::Color::Default,
+                    _ => vt100::Color::Idx((i % 8) as u8),
+                };
+                let last = text.trim_end().len() as u16 - 1;
+                assert_eq!(
+                    viewer.screen().cell(0, last).unwrap().fgcolor(),
+                    want,
+                    "{text}"
+                );
+            }
+            viewer.screen_mut().set_scrollback(0);
             // "line 196" tops the screen, in its colour (196 % 8).
             assert_eq!(
                 viewer.screen().cell(0, 0).unwrap().fgcolor(),
