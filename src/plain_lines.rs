@@ -39,9 +39,24 @@ pub trait Scrolls: vt100::Callbacks {
 pub struct PlainLines {
     /// The model is in the state a plain line leaves it in (see above).
     settled: bool,
-    /// Line ends (exclusive) of the current run, reused.
-    ends: Vec<usize>,
+    /// A run of plain lines, after a settled model, not applied yet: a run
+    /// is applied when something else comes, when it is long, or when the
+    /// model is looked at ([`PlainLines::flush`]), so that the lines the
+    /// model must parse (the last screenful) are paid once per run rather
+    /// than once per chunk.
+    run: Vec<u8>,
+    /// Each line of `run`: its end in `run`, and its end in the stream.
+    ends: Vec<(usize, u64)>,
+    /// The start of a line after the run, cut by the end of a chunk:
+    /// printable and narrower than a row, so it cannot scroll anything. It
+    /// is joined to the rest of its line by the next call.
+    partial: Vec<u8>,
+    /// The stream offset at the end of `partial`.
+    partial_end: u64,
 }
+
+/// Bytes of a pending run past which it is applied (bounds the buffer).
+const MAX_RUN: usize = 128 * 1024;
 
 /// Printable ASCII that fits on a row, then CR LF: printed as itself from the
 /// first column, one cell per byte, with no other effect than the scroll.
@@ -63,47 +78,101 @@ fn line_end(bytes: &[u8], from: usize) -> usize {
 impl PlainLines {
     /// The model changed in a way the fast path cannot follow (a resize, a
     /// sequence written to it directly): wait for a plain line to re-check.
+    /// Call [`PlainLines::flush`] first.
     pub fn unsettle(&mut self) {
+        debug_assert!(self.ends.is_empty());
         self.settled = false;
     }
 
     /// Processes `bytes`, which start at stream offset `offset`, one line at
     /// a time (so scrolled rows get the offset of the line that pushed them
-    /// off), skipping runs of plain lines when the model is settled.
+    /// off), holding back runs of plain lines while the model is settled.
+    /// The model is up to date only after [`PlainLines::flush`].
     pub fn process<C: Scrolls>(&mut self, parser: &mut Parser<C>, bytes: &[u8], offset: u64) {
         let (rows, cols) = parser.screen().size();
         let (rows, cols) = (rows.get() as usize, cols.get() as usize);
         let mut i = 0;
+        if !self.partial.is_empty() {
+            // The rest of the cut line, then on as usual.
+            let end = line_end(bytes, 0);
+            let mut piece = std::mem::take(&mut self.partial);
+            piece.extend_from_slice(&bytes[..end]);
+            self.line(parser, &piece, offset + end as u64, rows, cols);
+            self.partial = piece;
+            self.partial.clear();
+            i = end;
+        }
         while i < bytes.len() {
             let end = line_end(bytes, i);
-            if !self.settled || rows < 2 || !is_plain(&bytes[i..end], cols) {
-                self.feed(parser, &bytes[i..end], offset + end as u64, cols);
-                i = end;
-                continue;
-            }
-            // A run of plain lines, from a settled model.
-            self.ends.clear();
-            self.ends.push(end);
-            let mut j = end;
-            while j < bytes.len() {
-                let e = line_end(bytes, j);
-                if !is_plain(&bytes[j..e], cols) {
-                    break;
-                }
-                self.ends.push(e);
-                j = e;
-            }
-            if self.ends.len() < rows {
-                let mut start = i;
-                for k in 0..self.ends.len() {
-                    let e = self.ends[k];
-                    self.feed(parser, &bytes[start..e], offset + e as u64, cols);
-                    start = e;
-                }
+            let piece = &bytes[i..end];
+            let printable = |p: &[u8]| {
+                p.len() <= cols
+                    && p.iter()
+                        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0x5f))
+            };
+            if end == bytes.len()
+                && !piece.ends_with(b"\n")
+                && self.settled
+                && !self.ends.is_empty()
+                && printable(piece)
+            {
+                self.partial.extend_from_slice(piece);
+                self.partial_end = offset + end as u64;
             } else {
-                self.skip_run(parser, bytes, i, offset, rows);
+                self.line(parser, piece, offset + end as u64, rows, cols);
             }
-            i = j;
+            i = end;
+        }
+    }
+
+    /// One line (or the end of a chunk) ending at stream offset `end`.
+    fn line<C: Scrolls>(
+        &mut self,
+        parser: &mut Parser<C>,
+        piece: &[u8],
+        end: u64,
+        rows: usize,
+        cols: usize,
+    ) {
+        if self.settled && rows >= 2 && is_plain(piece, cols) {
+            self.run.extend_from_slice(piece);
+            self.ends.push((self.run.len(), end));
+            if self.run.len() >= MAX_RUN {
+                self.flush(parser);
+            }
+        } else {
+            self.flush(parser);
+            self.feed(parser, piece, end, cols);
+        }
+    }
+
+    /// Applies the pending run: the model is then up to date.
+    pub fn flush<C: Scrolls>(&mut self, parser: &mut Parser<C>) {
+        if self.ends.is_empty() && self.partial.is_empty() {
+            return;
+        }
+        let (rows, cols) = parser.screen().size();
+        let (rows, cols) = (rows.get() as usize, cols.get() as usize);
+        let run = std::mem::take(&mut self.run);
+        let ends = std::mem::take(&mut self.ends);
+        if ends.len() < rows {
+            let mut start = 0;
+            for &(e, tag) in &ends {
+                self.feed(parser, &run[start..e], tag, cols);
+                start = e;
+            }
+        } else {
+            skip_run(parser, &run, &ends, rows);
+        }
+        self.run = run;
+        self.run.clear();
+        self.ends = ends;
+        self.ends.clear();
+        if !self.partial.is_empty() {
+            let partial = std::mem::take(&mut self.partial);
+            self.feed(parser, &partial, self.partial_end, cols);
+            self.partial = partial;
+            self.partial.clear();
         }
     }
 
@@ -116,41 +185,33 @@ impl PlainLines {
             && parser.callbacks().scrolls() == before + 1
             && settled_after(parser.screen(), &piece[..piece.len() - 2]);
     }
+}
 
-    /// A run of `self.ends.len() >= rows` plain lines from `start`.
-    fn skip_run<C: Scrolls>(
-        &mut self,
-        parser: &mut Parser<C>,
-        bytes: &[u8],
-        start: usize,
-        offset: u64,
-        rows: usize,
-    ) {
-        let ends = &self.ends;
-        let line = |k: usize| {
-            let from = if k == 0 { start } else { ends[k - 1] };
-            &bytes[from..ends[k]]
-        };
-        let skipped = ends.len() - (rows - 1);
-        // The last rows - 1 lines push the screen's rows above the bottom
-        // off; screen row t really left with line t of the run.
-        for t in 0..rows - 1 {
-            parser.callbacks_mut().piece_end(offset + ends[t] as u64);
-            parser.process(line(skipped + t));
-        }
-        // Then the lines that never stayed: line k left with line k + rows - 1.
-        for k in 0..skipped {
-            let l = line(k);
-            let tag = offset + ends[k + rows - 1] as u64;
-            parser
-                .callbacks_mut()
-                .passed_through(&l[..l.len() - 2], tag);
-        }
-        debug_assert!(settled_after(parser.screen(), {
-            let l = line(ends.len() - 1);
-            &l[..l.len() - 2]
-        }));
+/// A run of `ends.len() >= rows` plain lines (in `run`) after a settled model.
+fn skip_run<C: Scrolls>(parser: &mut Parser<C>, run: &[u8], ends: &[(usize, u64)], rows: usize) {
+    let line = |k: usize| {
+        let from = if k == 0 { 0 } else { ends[k - 1].0 };
+        &run[from..ends[k].0]
+    };
+    let skipped = ends.len() - (rows - 1);
+    // The last rows - 1 lines push the screen's rows above the bottom off;
+    // screen row t really left with line t of the run.
+    for t in 0..rows - 1 {
+        parser.callbacks_mut().piece_end(ends[t].1);
+        parser.process(line(skipped + t));
     }
+    // Then the lines that never stayed: line k left with line k + rows - 1.
+    for k in 0..skipped {
+        let l = line(k);
+        let tag = ends[k + rows - 1].1;
+        parser
+            .callbacks_mut()
+            .passed_through(&l[..l.len() - 2], tag);
+    }
+    debug_assert!(settled_after(parser.screen(), {
+        let l = line(ends.len() - 1);
+        &l[..l.len() - 2]
+    }));
 }
 
 /// After a plain line `body` went through the model (and scrolled it once):
@@ -323,7 +384,12 @@ mod tests {
                     }
                     lines.process(&mut fast, c, off);
                     off += c.len() as u64;
+                    if off % 3 == 0 {
+                        // Looked at now and then: the run so far is applied.
+                        lines.flush(&mut fast);
+                    }
                 }
+                lines.flush(&mut fast);
                 let (f, s) = (state(&fast), state(&slow));
                 assert_eq!(f.0, s.0, "screen: seed {seed}, chunks of {chunk}");
                 assert_eq!(f.1, s.1, "modes: seed {seed}, chunks of {chunk}");
@@ -349,7 +415,10 @@ mod tests {
             .collect();
         let mut p = parser(24, 80);
         let mut lines = PlainLines::default();
-        lines.process(&mut p, &data, 0);
+        for c in data.chunks(1000) {
+            lines.process(&mut p, c, 0);
+        }
+        lines.flush(&mut p);
         assert_eq!(p.callbacks().rows.len(), 10_000 - 23);
         // The first line settles the model; one screen of the run goes through it.
         assert!(p.callbacks().parsed < 30, "{}", p.callbacks().parsed);

@@ -97,6 +97,7 @@ impl Screen {
 
     fn feed(&mut self, bytes: &[u8]) {
         self.plain.process(&mut self.model, bytes, 0);
+        self.plain.flush(&mut self.model);
     }
 
     pub fn is_shown(&self) -> bool {

@@ -183,8 +183,16 @@ impl Terminal {
         }
     }
 
+    /// Processes `bytes` and brings the model up to date (tests).
     pub fn process(&mut self, bytes: &[u8]) {
         self.plain.process(&mut self.parser, bytes, 0);
+        self.flush();
+    }
+
+    /// Applies what `process_at` held back (a run of plain lines): every
+    /// method that looks at the model calls it first.
+    fn flush(&mut self) {
+        self.plain.flush(&mut self.parser);
     }
 
     /// Processes `bytes`, which start at stream offset `offset`, one line at
@@ -197,24 +205,28 @@ impl Terminal {
     }
 
     pub fn resize(&mut self, size: WinSize) {
+        self.flush();
         let (rows, cols) = dims(size);
         self.parser.set_size(rows, cols);
         self.plain.unsettle();
     }
 
-    pub fn history_len(&self) -> usize {
+    pub fn history_len(&mut self) -> usize {
+        self.flush();
         self.parser.callbacks().len()
     }
 
     /// Visible screen as plain text (tests and diagnostics).
-    pub fn screen_text(&self) -> String {
+    pub fn screen_text(&mut self) -> String {
+        self.flush();
         self.parser.screen().contents()
     }
 
     /// Escape sequences that, written to a terminal of the same size, put the
     /// scrollback into its native scrollback and then reproduce the screen,
     /// cursor and input modes.
-    pub fn render_snapshot(&self) -> Vec<u8> {
+    pub fn render_snapshot(&mut self) -> Vec<u8> {
+        self.flush();
         let screen = self.parser.screen();
         let mut out = String::new();
         // Leave the alternate screen and reset attributes so that history lands
@@ -254,7 +266,8 @@ impl Terminal {
     /// they are rewritten in place and the screen rows printed after them
     /// push them into the client's native scrollback. Returns the bytes and
     /// how many rows the marker stands for.
-    pub fn render_since(&self, from: u64, budget: usize, name: &str) -> (Vec<u8>, u64) {
+    pub fn render_since(&mut self, from: u64, budget: usize, name: &str) -> (Vec<u8>, u64) {
+        self.flush();
         let screen = self.parser.screen();
         let h = self.parser.callbacks();
         let after = h.rows_after(from);
@@ -306,7 +319,8 @@ impl Terminal {
 
     /// The history kept (the newest `tail` rows when given) as lines of
     /// text with attributes, for `abide history`.
-    pub fn history_text(&self, tail: Option<usize>) -> Vec<u8> {
+    pub fn history_text(&mut self, tail: Option<usize>) -> Vec<u8> {
+        self.flush();
         let h = self.parser.callbacks();
         let skip = tail.map_or(0, |t| h.len().saturating_sub(t));
         let mut out = String::new();
