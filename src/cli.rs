@@ -57,18 +57,20 @@ pub enum Command {
     Server(ServerArgs),
     /// Stay connected and report bells, notifications, quiet and exits of detached sessions, here or on each HOST.
     Watch(WatchArgs),
-    /// Print a local session's history: the lines that scrolled off its
-    /// screen, including those a slow link was not shown.
+    /// Print a session's history (NAME, or HOST:NAME): the lines that
+    /// scrolled off its screen, including those a slow link was not shown.
     History(HistoryArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
-    /// The session's name.
+    /// NAME (local) or HOST:NAME.
     pub name: String,
     /// Only the last N lines.
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Args, Debug)]
@@ -331,6 +333,11 @@ pub struct ServerArgs {
     /// With --bootstrap or --probe-udp: UDP port range LO-HI.
     #[arg(long)]
     pub udp_ports: Option<String>,
+    /// With --bootstrap: after the connect line, carry the session channel
+    /// over stdin/stdout as --stdio does (the bootstrap's ssh connection
+    /// becomes the client's first ssh link: one login, not two).
+    #[arg(long)]
+    pub then_stdio: bool,
     /// With --bootstrap: environment for a new session, NAME=VALUE (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,

@@ -341,15 +341,49 @@ fn abide_host_deploys_itself_and_runs_the_session() {
     second.wait();
     assert!(!second.output_string().contains("installing"));
 
-    // The ssh transport runs `server --stdio` with the path the script
-    // reported: the deployed abide, not one on the PATH.
+    // Over ssh the session starts on the bootstrap's own connection (one
+    // login); when that ssh dies, the next one runs `server --stdio` with
+    // the path the script reported: the deployed abide, not one on the PATH.
     let mut over_ssh = run("over-ssh", "ssh");
     over_ssh.expect_str("over-ssh-42");
+    let calls = || std::fs::read_to_string(host.rt.scratch().join("ssh-calls")).unwrap();
+    // Three sessions, three logins: no ssh of their own beside the bootstraps.
+    assert_eq!(calls().matches("--then-stdio").count(), 3, "{}", calls());
+    assert!(!calls().contains("server --stdio"), "{}", calls());
+    // The bootstrap's ssh is the relay now (sh and the script exec'd it).
+    let relay = relay_pid(&host.deployed(), "over-ssh-").expect("the handed-over relay");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(relay),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let stdio = format!("{} server --stdio", host.deployed().display());
+    let t0 = std::time::Instant::now();
+    while !calls().contains(&stdio) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", calls());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     over_ssh.send(b"\x1e.");
     over_ssh.wait();
-    let calls = std::fs::read_to_string(host.rt.scratch().join("ssh-calls")).unwrap();
-    let stdio = format!("{} server --stdio", host.deployed().display());
-    assert!(calls.contains(&stdio), "{calls}");
+}
+
+/// The abide at `path` running `server --bootstrap --then-stdio` for a
+/// session whose command line contains `word`.
+fn relay_pid(path: &Path, word: &str) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        let argv0 = format!("{}\0", path.display());
+        if cmd.starts_with(&argv0) && cmd.contains("--then-stdio") && cmd.contains(word) {
+            return Some(pid);
+        }
+    }
+    None
 }
 
 #[test]

@@ -274,6 +274,52 @@ fn exit_status_propagates_and_session_disappears() {
     assert_eq!(d.exit_code(), 0);
 }
 
+/// A program that prints and exits while nobody is attached keeps its
+/// output: `ls` shows it exited with its code, the daemon stays, and an
+/// attach shows every line once, in order, then the exit status; then the
+/// session is gone (and the daemon with its last session).
+#[test]
+fn a_program_that_exits_while_detached_is_kept_until_attached() {
+    let rt = Rt::new();
+    let go = rt.scratch().join("go");
+    let n = 300;
+    let script = format!(
+        "echo started; while [ ! -e '{}' ]; do sleep 0.05; done; \
+         i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo \"LINE $i\"; done; exit 5",
+        go.display()
+    );
+    rt.ok(&["new", "-d", "-s", "job", "--", "sh", "-c", &script]);
+    let daemon = rt.daemon_pid().expect("a daemon runs");
+    std::fs::write(&go, b"").unwrap();
+    let e = eventually("'job' exited in ls", T, || {
+        let v = rt.ls_json();
+        (v[0]["state"] == "exited").then(|| v[0].clone())
+    });
+    assert_eq!(e["name"], "job");
+    assert_eq!(e["exit_code"], 5, "{e}");
+    assert_eq!(e["status"], "exited 5", "{e}");
+    let text = rt.ok(&["ls"]);
+    let row = text.lines().find(|l| l.starts_with("job ")).unwrap_or("");
+    assert!(row.ends_with("exited 5"), "{text}");
+    // The daemon stays for it (it used to go with its last session).
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(alive(daemon), "the daemon keeps the exited session");
+    assert_eq!(rt.session_names(), ["job"]);
+
+    let mut c = rt.pty(&["attach", "job"], 24, 80);
+    c.expect_str("[session 'job' exited with status 5]");
+    assert_eq!(c.exit_code(), 5);
+    assert!(c.is_cooked(), "terminal restored");
+    let out = c.output();
+    let want: Vec<u64> = (1..=n as u64).collect();
+    assert_eq!(numbered_lines(&out), want, "{}", show(&out));
+    assert_eq!(c.output_string().matches("started").count(), 1);
+    eventually("the daemon goes with its last session", T, || {
+        (!alive(daemon)).then_some(())
+    });
+    assert!(rt.session_names().is_empty());
+}
+
 /// SIGTERM to an attached client: it exits and leaves the terminal cooked.
 #[test]
 fn terminal_restored_after_sigterm() {
@@ -557,9 +603,10 @@ fn bad_session_name_is_refused() {
 fn commands_racing_an_exiting_daemon_do_not_fail() {
     let rt = Rt::new();
     for round in 0..6 {
-        // A session that ends by itself a moment from now, taking the daemon with it.
-        rt.ok(&["new", "-d", "--", "sleep", "0.3"]);
-        let until = Instant::now() + Duration::from_millis(900);
+        // A session that expires a moment from now (its program has exited:
+        // nobody comes for it), taking the daemon with it.
+        rt.ok(&["new", "-d", "--expire", "1s", "--", "sleep", "0.3"]);
+        let until = Instant::now() + Duration::from_millis(1600);
         while Instant::now() < until {
             rt.ok(&["ls"]);
             std::thread::sleep(Duration::from_millis(5));
@@ -570,6 +617,8 @@ fn commands_racing_an_exiting_daemon_do_not_fail() {
             "-d",
             "-s",
             &format!("r{round}"),
+            "--expire",
+            "1s",
             "--",
             "sleep",
             "0.25",

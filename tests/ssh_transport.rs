@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,10 @@ use abide::client::transport_memory::{network_of, TransportMemory};
 use abide::faultproxy::{FaultProxy, TcpFaultProxy};
 use abide::proto::policy::{Choice, Transport};
 use abide::transport::ssh_stdio::SshTarget;
-use common::remote::{bootstrap, check_exact, program, quic_target, start_client};
-use common::{Rt, BIN};
+use common::remote::{
+    bootstrap, check_exact, program, quic_target, start_client, start_client_handed,
+};
+use common::{PtyClient, Rt, BIN};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// `ssh [opts] DEST COMMAND` → connect to $FAKE_SSH_PORT, send COMMAND, relay.
@@ -62,10 +65,18 @@ fn write_fake_ssh(rt: &Rt) -> PathBuf {
 
 /// The stand-in sshd: one `sh -c COMMAND` per connection, stdio over the socket.
 async fn fake_sshd(rt_dir: PathBuf) -> std::net::SocketAddr {
+    fake_sshd_counted(rt_dir).await.0
+}
+
+/// [`fake_sshd`], counting its logins (connections).
+async fn fake_sshd_counted(rt_dir: PathBuf) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let logins = Arc::new(AtomicUsize::new(0));
+    let counter = logins.clone();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             let rt_dir = rt_dir.clone();
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
@@ -84,18 +95,44 @@ async fn fake_sshd(rt_dir: PathBuf) -> std::net::SocketAddr {
                     .unwrap();
                 let mut cin = child.stdin.take().unwrap();
                 let mut cout = child.stdout.take().unwrap();
-                let up = async { tokio::io::copy(&mut r, &mut cin).await };
+                let up = async {
+                    let r = tokio::io::copy(&mut r, &mut cin).await;
+                    // ssh's stdin at its end: the command's too, as sshd does.
+                    drop(cin);
+                    r
+                };
                 let down = async {
                     let r = tokio::io::copy(&mut cout, &mut w).await;
                     let _ = w.shutdown().await;
                     r
                 };
-                // The connection ending ends the session's ssh side, as with sshd.
-                tokio::select! { _ = up => {}, _ = down => {} }
+                tokio::pin!(down);
+                // The connection breaking ends the session's ssh side, as with sshd.
+                tokio::select! {
+                    r = up => if r.is_ok() { let _ = (&mut down).await; },
+                    _ = &mut down => {}
+                }
             });
         }
     });
-    addr
+    (addr, logins)
+}
+
+/// `ssh`: the fake ssh, reaching the fake sshd through the proxy at `port`.
+fn write_ssh_wrapper(rt: &Rt, port: u16) -> PathBuf {
+    let fake = write_fake_ssh(rt);
+    let wrapper = rt.scratch().join("ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nFAKE_SSH_PORT={port} exec {} \"$@\"\n",
+            fake.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
 }
 
 struct Setup {
@@ -122,19 +159,7 @@ async fn setup_in(rt: Rt, lines: u32, interval_ms: u32) -> Setup {
     let tcp = TcpFaultProxy::start(sshd).await.unwrap();
     // SAFETY of the environment: the fake ssh reads the port from its own
     // environment, which it inherits; the variable names this test's proxy.
-    let fake = write_fake_ssh(&rt);
-    let wrapper = rt.scratch().join("ssh");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nFAKE_SSH_PORT={} exec {} \"$@\"\n",
-            tcp.addr().port(),
-            fake.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = write_ssh_wrapper(&rt, tcp.addr().port());
     let ssh = SshTarget {
         ssh: vec![wrapper.display().to_string()],
         dest: "127.0.0.1".into(),
@@ -287,4 +312,185 @@ async fn udp_blocked_then_unblocked_with_the_same_memory() {
     let out = client.finish().await;
     check_exact(&out, lines, &["typed-on-quic"]);
     assert_eq!(hint(&second), Some(Transport::Quic));
+}
+
+/// `abide HOST` as the client runs it: the real bootstrap over the fake ssh
+/// (`--then-stdio`), its connection handed to the attach driver as the first
+/// link, QUIC raced beside it through a proxy that drops UDP (or not).
+struct Handed {
+    rt: Rt,
+    udp: FaultProxy,
+    tcp: TcpFaultProxy,
+    logins: Arc<AtomicUsize>,
+    client: common::remote::Client,
+}
+
+async fn connect_handed(lines: u32, interval_ms: u32, udp_open: bool) -> Handed {
+    let rt = Rt::new();
+    let (sshd, logins) = fake_sshd_counted(rt.runtime_dir()).await;
+    let tcp = TcpFaultProxy::start(sshd).await.unwrap();
+    let opts = abide::client::options::RemoteOpts {
+        ssh: write_ssh_wrapper(&rt, tcp.addr().port())
+            .display()
+            .to_string(),
+        server: BIN.into(),
+        udp_ports: Some("0".into()),
+        ..Default::default()
+    };
+    let prog = program(lines, interval_ms);
+    let command = ["sh".to_string(), "-c".into(), prog];
+    let spec = abide::client::remote::BootstrapSpec {
+        session: None,
+        command: &command,
+        existing_only: false,
+        watch: false,
+        handover: true,
+    };
+    let b = abide::client::remote::bootstrap(&opts, "127.0.0.1", &spec)
+        .await
+        .expect("bootstrap");
+    let link = b.link.expect("the bootstrap's ssh is handed over");
+    assert_eq!(logins.load(Ordering::SeqCst), 1);
+    let udp = FaultProxy::start(format!("127.0.0.1:{}", b.line.port).parse().unwrap())
+        .await
+        .unwrap();
+    udp.blackhole(!udp_open);
+    let remote = RemoteConnector::new(
+        QuicConnector {
+            target: quic_target(&b.line, udp.addr()),
+        },
+        SshTarget {
+            ssh: abide::client::remote::ssh_argv(&opts).unwrap(),
+            dest: "127.0.0.1".into(),
+            server: b.server.clone(),
+        },
+        Choice::Race,
+        "test-host".into(),
+        TransportMemory::at(rt.scratch().join("transports.toml")),
+    );
+    let client = start_client_handed(Arc::new(remote), b.line.session_id, Some(link));
+    Handed {
+        rt,
+        udp,
+        tcp,
+        logins,
+        client,
+    }
+}
+
+/// The first connect to a host whose UDP is blocked costs one ssh login (the
+/// bootstrap's), not two: the session runs on the bootstrap's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_blocked_first_connect_is_one_ssh_login() {
+    let lines = 80;
+    let h = connect_handed(lines, 50, false).await;
+    let _rt = &h.rt;
+    let took = h.client.wait_for("LINE 1\r\n", LONG).await;
+    eprintln!("handed-over ssh link: first output {took:?} after the bootstrap");
+    h.client.type_line("typed-on-handed-ssh").await;
+    h.client.wait_for("GOT:typed-on-handed-ssh", LONG).await;
+    assert_eq!(h.logins.load(Ordering::SeqCst), 1, "a second ssh login");
+    // It recovers as any ssh link does: a reset costs one new login.
+    h.tcp.reset();
+    h.client.type_line("typed-after-reset").await;
+    h.client.wait_for("GOT:typed-after-reset", LONG).await;
+    h.client.wait_for(&format!("LINE {lines}\r\n"), LONG).await;
+    assert_eq!(h.logins.load(Ordering::SeqCst), 2);
+    let out = h.client.finish().await;
+    check_exact(&out, lines, &["typed-on-handed-ssh", "typed-after-reset"]);
+    assert_eq!(h.udp.counters().down.load(Ordering::Relaxed), 0);
+}
+
+/// With UDP open the session starts on the handed-over ssh link and moves to
+/// QUIC at once: after ssh is cut, everything still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_over_ssh_gives_way_to_quic() {
+    let lines = 80;
+    let h = connect_handed(lines, 40, true).await;
+    let _rt = &h.rt;
+    h.client.wait_for("LINE 2\r\n", LONG).await;
+    // Cut ssh for good: output can now only arrive over QUIC.
+    h.tcp.blackhole(true);
+    h.tcp.reset();
+    h.client.type_line("typed-on-quic").await;
+    h.client.wait_for("GOT:typed-on-quic", LONG).await;
+    h.client.wait_for(&format!("LINE {lines}\r\n"), LONG).await;
+    let out = h.client.finish().await;
+    check_exact(&out, lines, &["typed-on-quic"]);
+    assert!(h.udp.counters().down.load(Ordering::Relaxed) > 0);
+    assert_eq!(h.logins.load(Ordering::SeqCst), 1, "a second ssh login");
+}
+
+/// Echo round trips over the ssh transport (the fake ssh, like OpenSSH for a
+/// command without a tty, leaves Nagle on): a frame the client does not
+/// answer (an input ack) must not hold back the echo behind the client's
+/// delayed ACK (40 ms). Prints the figures; the exact coalescing is unit-tested
+/// in `server::stdio`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_over_ssh_figures() {
+    let h = connect_handed(100, 100, false).await;
+    let _rt = &h.rt;
+    h.client.wait_for("LINE 1\r\n", LONG).await;
+    let mut took = Vec::new();
+    for i in 0..15 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let word = format!("echo-{i}");
+        let t = std::time::Instant::now();
+        h.client.type_line(&word).await;
+        h.client.wait_for(&format!("GOT:{word}\r\n"), LONG).await;
+        took.push(t.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "ssh transport echo: median {:?}, max {:?} (15 lines typed)",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    h.client.wait_for("LINE 100\r\n", LONG).await;
+    let out = h.client.finish().await;
+    let typed: Vec<String> = (0..15).map(|i| format!("echo-{i}")).collect();
+    let typed: Vec<&str> = typed.iter().map(String::as_str).collect();
+    check_exact(&out, 100, &typed);
+}
+
+/// Keys typed while `abide HOST` logs in belong to the session, not to the
+/// bootstrap's ssh (which forwards whatever it reads on its stdin: the lab
+/// saw 6 s connects when its first command went that way). Both with the
+/// bootstrap handed over (auto) and without (udp).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_typed_during_the_bootstrap_reach_the_session() {
+    for transport in ["udp", "auto"] {
+        let rt = Rt::new();
+        let (sshd, _) = fake_sshd_counted(rt.runtime_dir()).await;
+        let tcp = TcpFaultProxy::start(sshd).await.unwrap();
+        let ssh = write_ssh_wrapper(&rt, tcp.addr().port());
+        let cmd = rt.command(&[
+            "--ssh",
+            &ssh.display().to_string(),
+            "--server",
+            BIN,
+            "--transport",
+            transport,
+            "--udp-ports",
+            "0",
+            "me@127.0.0.1",
+            "--",
+            "sh",
+            "-c",
+            "read l; echo GOT-$l-$((6*7)); exec sleep 30",
+        ]);
+        let mut client = PtyClient::spawn(cmd, 24, 80);
+        // At once: ssh is starting or logging in.
+        client.send(b"typeahead\r");
+        let got = tokio::task::spawn_blocking(move || {
+            client.expect_str("GOT-typeahead-42");
+            client.send(b"\x1e.");
+            client.wait();
+        });
+        tokio::time::timeout(LONG, got)
+            .await
+            .expect("typeahead arrived")
+            .unwrap();
+        drop(tcp);
+    }
 }

@@ -19,10 +19,13 @@ use crate::client::tty;
 use crate::proto::frame::{Down, Target, WinSize};
 use crate::proto::policy::{self, AttemptId, Choice, ConnectError, LinkPolicy};
 use crate::proto::resume::{ClientCore, Event, Timing};
-use crate::transport::framed::Link;
+use crate::transport::framed::{Link, LinkKind};
 
 /// A frame write that takes longer than this means the link is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the client waits for the server to hear that the exit was shown.
+const EXIT_CONFIRM: Duration = Duration::from_secs(1);
 
 /// How long a transport notice stays on the status line.
 const NOTICE_FOR: Duration = Duration::from_secs(4);
@@ -198,6 +201,18 @@ impl Links {
         }
     }
 
+    /// Tells the server the exit was shown (the core queued `ExitSeen`; the
+    /// daemon then drops the session) and waits, briefly, for the server to
+    /// end the channel: dropping the link at once could lose the word, and
+    /// the daemon would keep the session for a client that never comes.
+    async fn confirm_exit(&mut self, core: &mut ClientCore) {
+        self.flush(core).await;
+        if let Some(l) = self.current.as_mut() {
+            let closed = async { while let Ok(Some(_)) = l.rx.next_raw().await {} };
+            let _ = tokio::time::timeout(EXIT_CONFIRM, closed).await;
+        }
+    }
+
     fn give_up_error(&self) -> Option<anyhow::Error> {
         self.gave_up.as_ref().map(|e| {
             anyhow::anyhow!(
@@ -231,8 +246,24 @@ async fn sleep_until_opt(t: Option<Instant>) {
 
 /// Makes the first link and attaches, before the terminal goes raw, so that
 /// a refusal ("no session named x") or an ssh prompt reaches a normal terminal.
-async fn first_attach(links: &mut Links, core: &mut ClientCore) -> Result<()> {
-    links.policy.connect(Instant::now());
+/// `handed`: a link that exists already (the bootstrap's ssh), used at once.
+async fn first_attach(
+    links: &mut Links,
+    core: &mut ClientCore,
+    handed: Option<Link>,
+) -> Result<()> {
+    match handed {
+        Some(link) => {
+            let transport = match link.kind {
+                LinkKind::Quic => policy::Transport::Quic,
+                LinkKind::Ssh => policy::Transport::Ssh,
+                LinkKind::Local => policy::Transport::Local,
+            };
+            let id = links.policy.handed_over(transport, Instant::now());
+            links.ready.insert(id, link);
+        }
+        None => links.policy.connect(Instant::now()),
+    }
     loop {
         links.execute(core).await;
         if let Some(e) = links.give_up_error() {
@@ -353,6 +384,15 @@ pub async fn run(connector: Arc<dyn Connector>, target: Target) -> Result<Outcom
     run_with_notices(connector, target, None).await
 }
 
+/// [`run`], starting on `handed` if there is one (the bootstrap's ssh).
+pub async fn run_handed(
+    connector: Arc<dyn Connector>,
+    target: Target,
+    handed: Option<Link>,
+) -> Result<Outcome> {
+    run_full(connector, target, None, None, handed).await
+}
+
 pub async fn run_with_notices(
     connector: Arc<dyn Connector>,
     target: Target,
@@ -369,6 +409,16 @@ pub async fn run_tapped(
     notices: Option<mpsc::Receiver<String>>,
     tap: Option<OutputTap>,
 ) -> Result<Outcome> {
+    run_full(connector, target, notices, tap, None).await
+}
+
+async fn run_full(
+    connector: Arc<dyn Connector>,
+    target: Target,
+    notices: Option<mpsc::Receiver<String>>,
+    tap: Option<OutputTap>,
+    handed: Option<Link>,
+) -> Result<Outcome> {
     if !tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' to start a session without one)");
     }
@@ -376,7 +426,7 @@ pub async fn run_tapped(
     let picked = matches!(target, Target::Existing(None));
     let mut core = new_core(connector.as_ref(), target, size);
     let mut links = Links::new(connector, Instant::now());
-    first_attach(&mut links, &mut core).await?;
+    first_attach(&mut links, &mut core, handed).await?;
     if picked {
         crate::client::terminal_contract::say_picked(&session_name(&core));
     }
@@ -399,9 +449,19 @@ pub async fn run_headless(
     target: Target,
     io: ClientIo,
 ) -> Result<Outcome> {
+    run_headless_handed(connector, target, io, None).await
+}
+
+/// [`run_headless`], starting on `handed` if there is one.
+pub async fn run_headless_handed(
+    connector: Arc<dyn Connector>,
+    target: Target,
+    io: ClientIo,
+    handed: Option<Link>,
+) -> Result<Outcome> {
     let mut core = new_core(connector.as_ref(), target, io.size);
     let mut links = Links::new(connector, Instant::now());
-    first_attach(&mut links, &mut core).await?;
+    first_attach(&mut links, &mut core, handed).await?;
     drive(links, core, io).await
 }
 
@@ -513,6 +573,7 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                 }
                 Event::Exited { code } => {
                     write_terminal(&out)?;
+                    links.confirm_exit(&mut core).await;
                     return Ok(Outcome::Exited {
                         name: session_name(&core),
                         code,

@@ -15,10 +15,12 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::client::options::RemoteOpts;
-use crate::client::remote::{ssh_argv, ssh_failure, SshOutput};
+use crate::client::remote::{ssh_argv, SshOutput};
 use crate::proto::connect_line::ConnectLine;
 use crate::proto::deploy::{self, Failure, Platform, Reply, Source};
 use crate::proto::frame::PROTOCOL_VERSION;
+use crate::transport::framed::Link;
+use crate::transport::ssh_stdio;
 
 /// The version folder on the host: this build's package version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -81,12 +83,24 @@ impl Binaries {
 }
 
 /// What a deploy-aware bootstrap found.
-#[derive(Debug)]
 pub struct Bootstrapped {
     pub line: ConnectLine,
     /// The abide the host ran (absolute path there): later ssh commands use it.
     pub server: String,
     pub uploaded: Option<Uploaded>,
+    /// The bootstrap's own ssh, carrying on as an ssh link (`--then-stdio`).
+    pub link: Option<Link>,
+}
+
+impl std::fmt::Debug for Bootstrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrapped")
+            .field("line", &self.line)
+            .field("server", &self.server)
+            .field("uploaded", &self.uploaded)
+            .field("link", &self.link.as_ref().map(|l| l.kind))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -137,17 +151,45 @@ pub async fn bootstrap(
     args: &[String],
     binaries: &Binaries,
 ) -> Result<Bootstrapped> {
-    let done = drive(opts, dest, args, Some(binaries), Until::ConnectLine).await?;
+    bootstrap_with(opts, dest, args, binaries, false).await
+}
+
+/// [`bootstrap`]; with `handover`, `args` include `--then-stdio` and the same
+/// ssh connection is returned as a link after the connect line (a deploy
+/// first, if the host needs one, changes nothing: the deployed abide relays).
+pub async fn bootstrap_with(
+    opts: &RemoteOpts,
+    dest: &str,
+    args: &[String],
+    binaries: &Binaries,
+    handover: bool,
+) -> Result<Bootstrapped> {
+    let mut done = drive(
+        opts,
+        dest,
+        args,
+        Some(binaries),
+        Until::ConnectLine,
+        handover,
+    )
+    .await?;
+    let link = match done.rest.take() {
+        Some(rest) => rest.into_link().await,
+        None => None,
+    };
     match done.line {
         Some(line) => Ok(Bootstrapped {
             line,
             server: done.server.unwrap_or_else(|| opts.server.clone()),
             uploaded: done.uploaded,
+            link,
         }),
         None => {
             let out = done.out.expect("output when there is no connect line");
             if !out.status.success() {
-                return Err(ssh_failure(opts, dest, &out));
+                return Err(crate::client::remote::bootstrap_failure(
+                    opts, dest, &out, handover,
+                ));
             }
             bail!(
                 "the remote abide printed no connect line on {dest}.\n  It said: {}",
@@ -167,7 +209,7 @@ pub async fn run_abide(opts: &RemoteOpts, dest: &str, args: &[&str]) -> Result<S
         words.extend(args.iter().map(|a| crate::client::remote::sh_quote(a)));
         return crate::client::remote::run_ssh(opts, dest, &words.join(" ")).await;
     }
-    let done = drive(opts, dest, &args, None, Until::Exit).await?;
+    let done = drive(opts, dest, &args, None, Until::Exit, false).await?;
     Ok(done.out.expect("output of a run to its end"))
 }
 
@@ -184,12 +226,35 @@ struct Driven {
     uploaded: Option<Uploaded>,
     /// Everything but the deploy lines, when the run went to its end.
     out: Option<SshOutput>,
+    /// The connection after the connect line, when it is handed over.
+    rest: Option<Rest>,
+}
+
+/// The bootstrap's ssh after its connect line, about to become a link.
+pub struct Rest {
+    pub reader: tokio::io::BufReader<tokio::process::ChildStdout>,
+    pub stdin: tokio::process::ChildStdin,
+    pub child: tokio::process::Child,
+}
+
+impl Rest {
+    /// The link, once the relay says it is ready; `None` (and ssh ends) if
+    /// it does not: the link policy then makes its links as without one.
+    pub async fn into_link(self) -> Option<Link> {
+        match ssh_stdio::handed_over(self.reader, self.stdin, self.child).await {
+            Ok(link) => Some(link),
+            Err(e) => {
+                tracing::debug!("no link from the bootstrap's ssh: {e:#}");
+                None
+            }
+        }
+    }
 }
 
 /// Longest line read from the host before giving up on finding ours.
 const MAX_LINE: u64 = 64 * 1024;
 /// How much of the host's other output is kept (messages, `ls --json`).
-const MAX_SEEN: usize = 4 << 20;
+pub const MAX_SEEN: usize = 4 << 20;
 
 /// One ssh running the deploy script with `args`; `binaries` is what may be
 /// sent when the host needs it (`None`: send nothing).
@@ -199,11 +264,17 @@ async fn drive(
     args: &[String],
     binaries: Option<&Binaries>,
     until: Until,
+    handover: bool,
 ) -> Result<Driven> {
     let remote_cmd = deploy::remote_command(VERSION, PROTOCOL_VERSION, args);
     let argv = ssh_argv(opts)?;
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
+        .args(if handover {
+            &ssh_stdio::SSH_KEEPALIVE[..]
+        } else {
+            &[]
+        })
         .arg(dest)
         .arg(&remote_cmd)
         .stdin(Stdio::piped())
@@ -230,6 +301,7 @@ async fn drive(
     let mut server = None;
     let mut uploaded = None;
     let mut sent = (String::new(), String::new());
+    let mut asked = false;
     loop {
         let mut raw = Vec::new();
         let n = (&mut reader)
@@ -243,25 +315,37 @@ async fn drive(
         if let Until::ConnectLine = until {
             if let Some(found) = ConnectLine::find(&l) {
                 let line = found?;
-                // Let ssh finish in the background; its exit no longer matters.
-                drop(stdin);
-                tokio::spawn(async move {
-                    let _ = child.wait().await;
-                });
+                let rest = match stdin {
+                    Some(stdin) if handover => Some(Rest {
+                        reader,
+                        stdin,
+                        child,
+                    }),
+                    _ => {
+                        // Let ssh finish in the background; its exit no longer matters.
+                        drop(stdin);
+                        tokio::spawn(async move {
+                            let _ = child.wait().await;
+                        });
+                        None
+                    }
+                };
                 return Ok(Driven {
                     line: Some(line),
                     server,
                     uploaded,
                     out: None,
+                    rest,
                 });
             }
         }
         match Reply::parse(&l) {
             Some(Reply::Using(path)) => server = Some(path),
             Some(Reply::Need(platform)) => {
-                let Some(mut pipe) = stdin.take() else {
+                let (false, Some(mut pipe)) = (asked, stdin.take()) else {
                     bail!("the deploy script on {dest} asked twice for a binary");
                 };
+                asked = true;
                 let Some(binaries) = binaries else {
                     let _ = pipe.write_all(deploy::no_upload().as_bytes()).await;
                     return Err(DeployError::NotInstalled { dest: dest.into() }.into());
@@ -280,7 +364,12 @@ async fn drive(
                     format!("sending abide ({}) to {dest} over ssh", path.display())
                 })?;
                 sent = (sum, platform.label());
-                drop(pipe);
+                // A handed-over connection goes on carrying frames after the binary.
+                if handover {
+                    stdin = Some(pipe);
+                } else {
+                    drop(pipe);
+                }
                 let up = Uploaded {
                     bytes,
                     took: start.elapsed(),
@@ -310,6 +399,7 @@ async fn drive(
             stdout: seen,
             stderr: err_task.await.unwrap_or_default(),
         }),
+        rest: None,
     })
 }
 

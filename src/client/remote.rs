@@ -112,14 +112,60 @@ pub struct BootstrapSpec<'a> {
     pub existing_only: bool,
     /// A grant for `abide watch`, no session.
     pub watch: bool,
+    /// Keep the bootstrap's ssh as the first ssh link (`--then-stdio`): one
+    /// login instead of two when UDP does not get through.
+    pub handover: bool,
 }
 
+/// The remote abide did not understand `--then-stdio` (an older build of
+/// the same protocol): its usage error, no connect line.
+#[derive(Debug, thiserror::Error)]
+#[error("the remote abide cannot hand its bootstrap over")]
+pub struct NoHandover;
+
+/// clap's exit status for a command line it does not understand.
+const USAGE_ERROR: i32 = 2;
+
+/// Runs the bootstrap over ssh; with `spec.handover`, its connection comes
+/// back as a link too (when the remote abide can, else it is asked again
+/// without).
 pub async fn bootstrap(
     opts: &RemoteOpts,
     dest: &str,
     spec: &BootstrapSpec<'_>,
 ) -> Result<Bootstrapped> {
+    match bootstrap_once(opts, dest, spec, spec.handover).await {
+        Err(e) if spec.handover && e.downcast_ref::<NoHandover>().is_some() => {
+            bootstrap_once(opts, dest, spec, false).await
+        }
+        r => r,
+    }
+}
+
+/// Turns a failed bootstrap into its error: [`NoHandover`] when a handover
+/// was asked for and the remote abide did not understand it.
+pub fn bootstrap_failure(
+    opts: &RemoteOpts,
+    dest: &str,
+    out: &SshOutput,
+    handover: bool,
+) -> anyhow::Error {
+    if handover && out.status.code() == Some(USAGE_ERROR) {
+        return NoHandover.into();
+    }
+    ssh_failure(opts, dest, out)
+}
+
+async fn bootstrap_once(
+    opts: &RemoteOpts,
+    dest: &str,
+    spec: &BootstrapSpec<'_>,
+    handover: bool,
+) -> Result<Bootstrapped> {
     let mut words = vec![opts.server.clone(), "server".into(), "--bootstrap".into()];
+    if handover {
+        words.push("--then-stdio".into());
+    }
     if let Some(p) = &opts.udp_ports {
         words.extend(["--udp-ports".into(), p.clone()]);
     }
@@ -140,7 +186,8 @@ pub async fn bootstrap(
         words.extend(spec.command.iter().cloned());
     }
     if deploy::applies(opts) {
-        return deploy::bootstrap(opts, dest, &words[1..], &deploy::Binaries::installed()).await;
+        let binaries = deploy::Binaries::installed();
+        return deploy::bootstrap_with(opts, dest, &words[1..], &binaries, handover).await;
     }
     let remote_cmd = words
         .iter()
@@ -152,9 +199,20 @@ pub async fn bootstrap(
     let argv = ssh_argv(opts)?;
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
+        .args(if handover {
+            &crate::transport::ssh_stdio::SSH_KEEPALIVE[..]
+        } else {
+            &[]
+        })
         .arg(dest)
         .arg(&remote_cmd)
-        .stdin(Stdio::inherit())
+        // Never the terminal: ssh forwards whatever it reads there, and keys
+        // typed while it logs in belong to the session (ssh prompts on /dev/tty).
+        .stdin(if handover {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -176,14 +234,29 @@ pub async fn bootstrap(
             break;
         }
         if let Some(found) = ConnectLine::find(&l) {
-            // Let ssh finish in the background; its exit no longer matters.
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
+            let line = found?;
+            let link = match child.stdin.take() {
+                Some(stdin) => {
+                    let rest = deploy::Rest {
+                        reader: lines,
+                        stdin,
+                        child,
+                    };
+                    rest.into_link().await
+                }
+                None => {
+                    // Let ssh finish in the background; its exit no longer matters.
+                    tokio::spawn(async move {
+                        let _ = child.wait().await;
+                    });
+                    None
+                }
+            };
             return Ok(Bootstrapped {
-                line: found?,
+                line,
                 server: opts.server.clone(),
                 uploaded: None,
+                link,
             });
         }
         if seen.len() < 64 * 1024 {
@@ -197,7 +270,7 @@ pub async fn bootstrap(
         stderr: err_task.await.unwrap_or_default(),
     };
     if !out.status.success() {
-        return Err(ssh_failure(opts, dest, &out));
+        return Err(bootstrap_failure(opts, dest, &out, handover));
     }
     bail!(
         "the remote abide printed no connect line; is '{}' on {dest} really abide?\n  It said: {}",

@@ -83,6 +83,10 @@ pub async fn new(args: NewArgs) -> Result<i32> {
     match reply {
         Down::Attached(a) => {
             let ended = exited_at_once(&mut link).await;
+            if ended.is_some() {
+                // Said here, with its status and last output: the daemon may drop it.
+                let _ = link.tx.send(&Up::ExitSeen).await;
+            }
             if let Some((0, _)) = ended {
                 eprintln!(
                     "abide: session '{}' ran and already finished (status 0)",
@@ -231,11 +235,16 @@ pub fn print_sessions(sessions: &[SessionEntry], json: bool) -> Result<()> {
             (0, Some(t)) => crate::proto::attention::duration(now.saturating_sub(t)),
             _ => "-".into(),
         };
+        // An exited session's pid is no longer its program's.
+        let pid = match e.attention.state {
+            State::Exited(_) => "-".to_string(),
+            _ => s.pid.to_string(),
+        };
         println!(
             "{:<12} {:<24} {:>7} {:>9} {:>11} {:>7} {:>7}  {:<9} {}",
             s.name,
             cmd,
-            s.pid,
+            pid,
             ago(now, s.created),
             last,
             s.clients,

@@ -44,7 +44,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                         remote::kill(a, opts).await
                     }
                     Some(Command::KillServer) => local::kill_server().await,
-                    Some(Command::History(a)) => local::history(a).await,
+                    Some(Command::History(mut a)) => {
+                        let opts = std::mem::take(&mut a.remote).resolve(&cli.connect.remote);
+                        remote::history(a, opts).await
+                    }
                     Some(Command::Server(a)) => server::run(a).await,
                     Some(Command::Demo(a)) => demo::run(a).await,
                     Some(Command::Watch(mut a)) => {

@@ -1,11 +1,11 @@
-//! `abide [user@]host`, and `attach`/`ls`/`kill` when they name a host.
+//! `abide [user@]host`, and `attach`/`ls`/`kill`/`history` when they name a host.
 
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
 use super::local;
-use crate::cli::{AttachArgs, ConnectArgs, KillArgs, LsArgs, RemoteOpts};
+use crate::cli::{AttachArgs, ConnectArgs, HistoryArgs, KillArgs, LsArgs, RemoteOpts};
 use crate::client::attach;
 use crate::client::remote::{self as r, BootstrapSpec};
 use crate::proto::frame::{SessionEntry, SessionInfo, Target, WinSize};
@@ -53,11 +53,17 @@ async fn open_remote(opts: &RemoteOpts, host: &str, spec: BootstrapSpec<'_>) -> 
     if !crate::client::tty::is_tty() {
         bail!("not a terminal: attach needs a TTY (use 'abide new -d' on the host to start a session without one)");
     }
-    let crate::client::deploy::Bootstrapped { line, server, .. } =
-        crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
+    // The bootstrap's ssh goes on as the first ssh link, unless only UDP may be used.
+    let spec = BootstrapSpec {
+        handover: opts.transport != crate::client::options::TransportChoice::Udp,
+        ..spec
+    };
+    let crate::client::deploy::Bootstrapped {
+        line, server, link, ..
+    } = crate::client::first_minute::connecting(host, r::bootstrap(opts, host, &spec)).await?;
     let session_id = line.session_id;
     let conn = Arc::new(r::connector_for(opts, host, line, server).await?);
-    let outcome = attach::run(conn, Target::Id(session_id)).await?;
+    let outcome = attach::run_handed(conn, Target::Id(session_id), link).await?;
     Ok(crate::client::terminal_contract::farewell(&outcome, |n| {
         format!("{host}:{n}")
     }))
@@ -81,6 +87,7 @@ pub async fn open(args: ConnectArgs) -> Result<i32> {
         command: &args.command,
         existing_only: false,
         watch: false,
+        handover: false,
     };
     let opts = args.remote.clone().resolve(&Default::default());
     open_remote(&opts, &host, spec).await
@@ -104,6 +111,7 @@ pub async fn attach(args: AttachArgs, opts: RemoteOpts) -> Result<i32> {
                 command: &[],
                 existing_only: true,
                 watch: false,
+                handover: false,
             };
             open_remote(&opts, &host, spec).await
         }
@@ -181,6 +189,57 @@ pub async fn kill(args: KillArgs, opts: RemoteOpts) -> Result<i32> {
             host,
             session: None,
         } => bail!("name the session to kill: abide kill {host}:NAME"),
+    }
+}
+
+/// `abide history NAME|HOST:NAME [--tail N]`: a remote session's history is
+/// printed by the host's own abide, reached the way `ls` and `kill` reach it.
+pub async fn history(args: HistoryArgs, opts: RemoteOpts) -> Result<i32> {
+    use std::io::Write;
+    let (host, name) = match place(Some(args.name.clone()))? {
+        Place::Local(_) => return local::history(args).await,
+        Place::Remote {
+            host,
+            session: Some(name),
+        } => (host, name),
+        Place::Remote {
+            host,
+            session: None,
+        } => bail!("name the session: abide history {host}:NAME"),
+    };
+    let tail = args.tail.map(|n| n.to_string());
+    let mut words = vec!["history", name.as_str()];
+    if let Some(n) = &tail {
+        words.extend(["--tail", n.as_str()]);
+    }
+    let out = crate::client::deploy::run_abide(&opts, &host, &words).await?;
+    if !out.status.success() {
+        return Err(remote_failure(&opts, &host, &out));
+    }
+    // What the deploy path keeps of a run's output is bounded; a history
+    // that reaches the bound may have lost its newest rows.
+    if out.stdout.len() >= crate::client::deploy::MAX_SEEN {
+        bail!(
+            "the history of {host}:{name} is longer than {} MB; ask for part of it with --tail N",
+            crate::client::deploy::MAX_SEEN >> 20
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.stdout.as_bytes())?;
+    stdout.flush()?;
+    Ok(0)
+}
+
+/// The remote abide's own message ("no session named ..."), or what went
+/// wrong with ssh.
+fn remote_failure(opts: &RemoteOpts, host: &str, out: &r::SshOutput) -> anyhow::Error {
+    if out.status.code() == Some(1) && out.stderr.contains("abide:") {
+        anyhow::anyhow!(
+            "{} (on {host})",
+            out.stderr.trim().trim_start_matches("abide: ")
+        )
+    } else {
+        r::ssh_failure(opts, host, out)
     }
 }
 

@@ -22,6 +22,8 @@ fn bootstrap_args(args: &ServerArgs) -> crate::server::bootstrap::BootstrapArgs 
         new: args.new,
         existing: args.existing,
         watch: args.watch,
+        then_stdio: args.then_stdio,
+        restricted: false,
     }
 }
 
@@ -38,6 +40,8 @@ pub async fn run(args: ServerArgs) -> Result<i32> {
                     udp_ports: args.udp_ports.clone(),
                     session: Some(name),
                     existing: true,
+                    then_stdio: crate::server::stdio::forced_then_stdio(),
+                    restricted: true,
                     ..Default::default()
                 };
                 return crate::server::bootstrap::run(forced).await;

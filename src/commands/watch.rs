@@ -97,6 +97,7 @@ async fn remote_connector(opts: &RemoteOpts, host: &str) -> Result<Arc<dyn Conne
         command: &[],
         existing_only: false,
         watch: true,
+        handover: false,
     };
     let crate::client::deploy::Bootstrapped { line, server, .. } =
         r::bootstrap(opts, host, &spec).await?;

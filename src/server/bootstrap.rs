@@ -1,8 +1,12 @@
 //! `abide server --bootstrap`: runs over ssh on the remote host. Makes sure the
 //! daemon runs, has it create or find the session and grant access, and prints
-//! one line for the client; then ssh exits. The line is the only way the
-//! certificate fingerprint and the secret reach the client, so they are only
-//! ever seen by ssh's encrypted channel.
+//! one line for the client. The line is the only way the certificate
+//! fingerprint and the secret reach the client, so they are only ever seen by
+//! ssh's encrypted channel.
+//!
+//! Then ssh exits, or, with `--then-stdio`, this process carries on as the
+//! `--stdio` relay on the same connection: the client's first ssh link comes
+//! without a second ssh login while QUIC is tried.
 
 use std::sync::Arc;
 
@@ -97,6 +101,10 @@ pub struct BootstrapArgs {
     pub existing: bool,
     /// A grant for watching, no session.
     pub watch: bool,
+    /// After the line, relay a session channel over stdin/stdout.
+    pub then_stdio: bool,
+    /// A forced command: the relay may only attach to `session`.
+    pub restricted: bool,
 }
 
 /// `abide server --bootstrap` itself.
@@ -156,6 +164,16 @@ pub async fn run(args: BootstrapArgs) -> Result<i32> {
         session_name: g.session_name,
         server_ip,
     };
-    println!("{}", line.render());
+    {
+        use std::io::Write;
+        // The client acts on the line at once: it must not sit in a buffer.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", line.render())?;
+        out.flush()?;
+    }
+    if args.then_stdio && !args.watch {
+        let only = args.restricted.then(|| args.session.clone()).flatten();
+        return crate::server::stdio::run(only).await;
+    }
     Ok(0)
 }

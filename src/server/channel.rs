@@ -24,6 +24,12 @@ use crate::transport::framed::{FrameReader, FrameWriter};
 /// A client gets this long to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// After the exit, how long a channel waits at most for the client to say it
+/// has shown it (a round trip, unless the path is down: a blackhole that
+/// ends within this delivers the exit on the same link). A client that does
+/// not say keeps the session in the daemon.
+const EXIT_SEEN_WAIT: Duration = Duration::from_secs(60);
+
 pub enum Peer {
     /// The Unix socket: only this user can reach it (directory 0700).
     Local,
@@ -235,6 +241,7 @@ async fn attach(
     let (ctrl_tx, ctrl_rx) = mpsc::channel::<Down>(64);
     let (ack_tx, ack_rx) = watch::channel(start);
     let reader = tokio::spawn(read_half(
+        daemon.clone(),
         session.clone(),
         req.client_id,
         rx,
@@ -248,6 +255,7 @@ async fn attach(
 }
 
 async fn read_half(
+    daemon: Arc<Daemon>,
     session: Arc<Session>,
     client_id: u64,
     mut rx: FrameReader,
@@ -281,6 +289,12 @@ async fn read_half(
             Up::Ping { nonce } => ctrl.send(Down::Pong { nonce }).await?,
             Up::Detach => {
                 ctrl.send(Down::Detached).await?;
+                break;
+            }
+            // The client has shown the exit: the channel ends here (closing
+            // the stream tells the client it was heard).
+            Up::ExitSeen => {
+                daemon.exit_seen(&session);
                 break;
             }
         }
@@ -383,9 +397,22 @@ async fn pump(
             }
             Some(Action::Exit { code }) => {
                 tx.send(&Down::Exited { code }).await?;
-                // Wait for the client to hang up, briefly, so the frame is delivered.
-                let _ = tokio::time::timeout(Duration::from_secs(2), ctrl.recv()).await;
-                return Ok(());
+                // Wait for the reader to end: the client says it has shown
+                // the exit, or hangs up, or the link dies, or the client
+                // comes back on another link. Ending sooner could miss an
+                // `ExitSeen` still on its way (a path that comes back after
+                // a blackhole delivers the exit late), and the session
+                // would be kept for a client that has already seen its end.
+                let until = tokio::time::Instant::now() + EXIT_SEEN_WAIT;
+                loop {
+                    tokio::select! {
+                        f = tokio::time::timeout_at(until, ctrl.recv()) => match f {
+                            Ok(Some(_)) => {}
+                            Ok(None) | Err(_) => return Ok(()),
+                        },
+                        _ = kicked.changed() => return Ok(()),
+                    }
+                }
             }
             None => {}
         }

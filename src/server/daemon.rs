@@ -1,5 +1,12 @@
 //! The daemon process: runtime directory, lock, socket, the session table,
 //! grants for network clients, and when to exit.
+//!
+//! A session whose program has exited stays in the table, output log and
+//! terminal model included, until a client has shown its end (the client
+//! says so with `Up::ExitSeen`): a client that was away or cut off when the
+//! program ended then gets the output it missed and the exit status. It goes
+//! earlier when killed, when its `--expire` time passes, or [`KEEP_EXITED`]
+//! after the exit; the daemon runs while it is there.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +57,10 @@ pub const GRANT_UNUSED_TTL: Duration = Duration::from_secs(5 * 60);
 /// long. Long, because a client that finds its grant gone gives up (it does
 /// not bootstrap again yet), and a laptop sleeps through a night.
 pub const GRANT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long an exited session nobody has seen to its end is kept (unless
+/// its `--expire` / `expire_detached` ends it sooner).
+pub const KEEP_EXITED: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl GrantEntry {
     pub fn new(secret: [u8; 32], session_id: u64) -> Self {
@@ -208,9 +219,20 @@ impl Daemon {
             Some(n) => {
                 validate_name(n).map_err(|e| (ErrorKind::BadRequest, e))?;
                 if s.name_taken(n) {
+                    let exited = s
+                        .list
+                        .iter()
+                        .find(|x| &x.name == n)
+                        .and_then(|x| x.exit_code());
                     return Err((
                         ErrorKind::NameInUse,
-                        format!("a session named '{n}' already exists"),
+                        match exited {
+                            None => format!("a session named '{n}' already exists"),
+                            Some(code) => format!(
+                                "a session named '{n}' already exists: its program exited ({}) and nobody has seen its last output; `abide attach {n}` shows it, `abide kill {n}` drops it",
+                                describe_exit(code)
+                            ),
+                        },
                     ));
                 }
                 n.clone()
@@ -236,24 +258,43 @@ impl Daemon {
         let weak = Arc::downgrade(self);
         let spawned = Session::spawn(id, name.clone(), spec, size, &limits, move |sess| {
             if let Some(d) = weak.upgrade() {
-                d.remove(sess.id);
+                d.program_exited(sess);
             }
         });
         let mut s = self.sessions.lock().unwrap();
         s.starting.remove(&name);
         let session = spawned.map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         tracing::info!(name = %session.name, pid = session.pid, "session started");
-        // A program that has already exited may have been "removed" before
-        // it was listed: then it is not listed (the caller still gets it,
-        // to show its output and exit status).
-        if session.subscribe_exit().borrow().is_none() {
+        // Listed even when the program has already exited: the caller is
+        // about to show its output and exit status, and says when it has.
+        if !session.was_killed() {
             s.list.push(session.clone());
             Self::touch(&mut s, id);
         }
         Ok(session)
     }
 
-    /// The program ended. Its grants stay until they expire (see
+    /// The program ended: a killed session goes, any other one is kept until
+    /// a client has shown its end ([`Self::exit_seen`]), as clients that are
+    /// attached now may never get it (their link may be down).
+    fn program_exited(&self, sess: &Arc<Session>) {
+        if sess.was_killed() {
+            self.remove(sess.id);
+        } else {
+            tracing::info!(session = %sess.name, "kept until a client has shown its end");
+        }
+    }
+
+    /// A client has shown the end of an exited session (its output and the
+    /// exit status): nobody needs the session any more.
+    pub fn exit_seen(&self, sess: &Session) {
+        if sess.exit_code().is_some() {
+            tracing::info!(session = %sess.name, "a client has shown its end; dropping it");
+            self.remove(sess.id);
+        }
+    }
+
+    /// The session leaves the table. Its grants stay until they expire (see
     /// `GrantEntry`): a client that was away when it ended then proves its
     /// grant and hears "the session has ended", not "authentication failed".
     fn remove(&self, id: u64) {
@@ -262,12 +303,32 @@ impl Daemon {
         s.last_used.remove(&id);
     }
 
+    /// Drops exited sessions that were killed (or expired) since, and those
+    /// kept [`KEEP_EXITED`] without anyone coming for them.
+    fn drop_finished(&self, keep: Duration) {
+        let mut s = self.sessions.lock().unwrap();
+        let gone: Vec<u64> = s
+            .list
+            .iter()
+            .filter(|x| x.exited_for().is_some_and(|t| x.was_killed() || t > keep))
+            .map(|x| x.id)
+            .collect();
+        for id in gone {
+            s.list.retain(|x| x.id != id);
+            s.last_used.remove(&id);
+        }
+    }
+
     pub fn kill(&self, name: &str) -> Result<(), Refusal> {
         let sess = self.find(&Target::Existing(Some(name.to_string())))?;
         // No new network connection to it from now, even if the program
         // takes its time to go.
         self.revoke_grants(sess.id);
         sess.kill();
+        if sess.exit_code().is_some() {
+            // Already exited (kept for a client that was away): gone now.
+            self.remove(sess.id);
+        }
         Ok(())
     }
 
@@ -325,6 +386,15 @@ pub struct ChannelCount<'a>(&'a Daemon);
 impl Drop for ChannelCount<'_> {
     fn drop(&mut self) {
         self.0.channels.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// "with status 3", "on signal 9": how the program ended, for messages.
+fn describe_exit(code: i32) -> String {
+    if code < 0 {
+        format!("on signal {}", -code)
+    } else {
+        format!("with status {code}")
     }
 }
 
@@ -441,6 +511,7 @@ async fn serve(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
                 crate::server::attention::tick(&daemon.sessions());
+                daemon.drop_finished(KEEP_EXITED);
                 daemon.expire_grants(Instant::now());
                 let n = daemon.sessions.lock().unwrap().list.len();
                 had_sessions |= n > 0;
@@ -548,14 +619,12 @@ mod tests {
             .await
             .expect("the program ends")
             .unwrap();
-        let gone = async {
-            while d.find(&Target::Id(s.id)).is_ok() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), gone)
-            .await
-            .expect("the ended session leaves the list");
+        // Kept, exited, until a client has shown its end.
+        let kept = d.find(&Target::Id(s.id)).map_err(|e| e.1).unwrap();
+        assert_eq!(kept.exit_code(), Some(0));
+        assert_eq!(d.list().len(), 1);
+        d.exit_seen(&kept);
+        assert!(d.list().is_empty(), "gone once a client has seen its end");
         let mac = crate::transport::quic::make_proof(&secret, &exporter);
         let using = d.use_grant(&[2; 16], &exporter, &mac);
         assert_eq!(using.map(|u| u.session_id), Some(s.id));
@@ -564,5 +633,90 @@ mod tests {
         };
         assert_eq!(kind, ErrorKind::NoSuchSession);
         assert_eq!(message, "the session has ended");
+    }
+
+    async fn exited(d: &Arc<Daemon>, name: &str, command: &str) -> Arc<Session> {
+        let spec = NewSession {
+            name: Some(name.into()),
+            command: vec!["sh".into(), "-c".into(), command.into()],
+            ..Default::default()
+        };
+        let s = d
+            .create(&spec, WinSize::default())
+            .map_err(|e| e.1)
+            .unwrap();
+        let mut exit = s.subscribe_exit();
+        tokio::time::timeout(Duration::from_secs(10), exit.wait_for(|c| c.is_some()))
+            .await
+            .expect("the program ends")
+            .unwrap();
+        s
+    }
+
+    /// An exited session stays (nobody has seen its end) until a client
+    /// has, a kill, or its time is up; a running one ignores `exit_seen`.
+    #[tokio::test]
+    async fn an_exited_session_is_kept_until_seen_killed_or_old() {
+        let d = Daemon::new(Config::default(), std::env::temp_dir());
+        let a = exited(&d, "a", "echo out; exit 3").await;
+        let names = |d: &Daemon| d.list().into_iter().map(|i| i.name).collect::<Vec<_>>();
+        assert_eq!(names(&d), ["a"]);
+        assert_eq!(a.exit_code(), Some(3));
+        let Err((kind, message)) = d.create(
+            &NewSession {
+                name: Some("a".into()),
+                command: vec!["true".into()],
+                ..Default::default()
+            },
+            WinSize::default(),
+        ) else {
+            panic!("the name is still taken");
+        };
+        assert_eq!(kind, ErrorKind::NameInUse);
+        assert!(
+            message.contains("exited (with status 3)") && message.contains("abide attach a"),
+            "{message}"
+        );
+        d.drop_finished(KEEP_EXITED);
+        assert_eq!(names(&d), ["a"], "kept for days");
+        d.drop_finished(Duration::ZERO);
+        assert!(names(&d).is_empty(), "dropped once its time is up");
+
+        exited(&d, "b", "exit 0").await;
+        d.kill("b").unwrap();
+        assert!(names(&d).is_empty(), "kill drops an exited session at once");
+
+        let c = exited(&d, "c", "exit 0").await;
+        c.attention.set_expiry(Some(Duration::ZERO));
+        std::thread::sleep(Duration::from_millis(5));
+        crate::server::attention::tick(&d.sessions());
+        d.drop_finished(KEEP_EXITED);
+        assert!(names(&d).is_empty(), "its --expire ends it too");
+
+        let spec = NewSession {
+            name: Some("r".into()),
+            command: vec!["sleep".into(), "100".into()],
+            ..Default::default()
+        };
+        let r = d
+            .create(&spec, WinSize::default())
+            .map_err(|e| e.1)
+            .unwrap();
+        d.exit_seen(&r);
+        assert_eq!(names(&d), ["r"], "a running session stays");
+        let mut exit = r.subscribe_exit();
+        d.kill("r").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), exit.wait_for(|c| c.is_some()))
+            .await
+            .expect("killed")
+            .unwrap();
+        let gone = async {
+            while !names(&d).is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), gone)
+            .await
+            .expect("a killed session is not kept once it exits");
     }
 }

@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,6 +35,10 @@ pub struct Session {
     output_tx: watch::Sender<u64>,
     /// The program's exit code once it has exited and its output is all logged.
     exit_tx: watch::Sender<Option<i32>>,
+    /// When that happened: an exited session nobody has seen is kept for a while.
+    exited_at: OnceLock<Instant>,
+    /// Killed (`abide kill`, expiry, kill-server): not kept once exited.
+    killed: AtomicBool,
     writer: tokio::sync::Mutex<pty_process::OwnedWritePty>,
     /// A duplicate of the PTY master for TIOCSWINSZ, so a resize never waits
     /// behind a write blocked on a program that does not read its input.
@@ -216,6 +221,8 @@ impl Session {
             output: Recorder::new(limits.ring_bytes, size, limits.scrollback_lines),
             output_tx: watch::channel(0).0,
             exit_tx: watch::channel(None).0,
+            exited_at: OnceLock::new(),
+            killed: AtomicBool::new(false),
             writer: tokio::sync::Mutex::new(writer),
             resize_fd,
             tty_modes: watch::channel(TtyModes {
@@ -270,6 +277,21 @@ impl Session {
 
     pub fn subscribe_exit(&self) -> watch::Receiver<Option<i32>> {
         self.exit_tx.subscribe()
+    }
+
+    /// The program's exit code, once it has exited and all its output is logged.
+    pub fn exit_code(&self) -> Option<i32> {
+        *self.exit_tx.borrow()
+    }
+
+    /// How long ago the program exited, once it has.
+    pub fn exited_for(&self) -> Option<Duration> {
+        self.exited_at.get().map(|t| t.elapsed())
+    }
+
+    /// Whether it was told to end (by `abide kill`, its expiry or kill-server).
+    pub fn was_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
     }
 
     pub fn end_offset(&self) -> u64 {
@@ -355,6 +377,11 @@ impl Session {
         if !self.state.lock().unwrap().dedup.accept(client_id, seq) {
             return Ok(false);
         }
+        // Nobody reads it any more; acknowledged all the same, so that a
+        // client showing the last output does not resend it forever.
+        if self.exit_code().is_some() {
+            return Ok(false);
+        }
         writer
             .write_all(data)
             .await
@@ -386,8 +413,15 @@ impl Session {
         unsafe { libc::ioctl(self.resize_fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
 
-    /// Hang up on the program, as a closing terminal would; SIGKILL if it lingers.
+    /// Hang up on the program, as a closing terminal would; SIGKILL if it
+    /// lingers. Marks the session killed, so that it is not kept once
+    /// exited; a program that has already exited is not signalled (its pid
+    /// may belong to another process by now).
     pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        if self.exit_code().is_some() {
+            return;
+        }
         let pgid = nix::unistd::Pid::from_raw(self.pid as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGHUP);
         let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGHUP);
@@ -512,6 +546,7 @@ async fn pump_output(
     let code = status.map(exit_code).unwrap_or(1);
     tracing::info!(session = %session.name, code, "program exited");
     session.attention.exited(code);
+    let _ = session.exited_at.set(Instant::now());
     session.exit_tx.send_replace(Some(code));
     on_exit(&session);
 }

@@ -9,20 +9,28 @@
 //!
 //! The client binds the unspecified address, so a new local address (roaming)
 //! or a new NAT mapping is just path migration for the server.
+//!
+//! A link is two bidirectional streams: output, and a control lane sent with
+//! a higher priority, so that a pong or the tty modes go out in the next
+//! packet instead of behind the output still queued in quinn (the core's
+//! `frame::Laned` decides which frame is which). A client opens the control
+//! stream only when the server allows two, and says so with a marker frame
+//! first on both: each side still talks to a peer that knows one stream.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::FutureExt;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use crate::proto::frame::AuthProof;
-use crate::transport::framed::{split, FrameReader, FrameWriter, Link, LinkKind};
+use crate::transport::framed::{add_control_lane, split, FrameReader, FrameWriter, Link, LinkKind};
 
 const ALPN: &[u8] = b"abide/1";
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-abide-session-proof-v1";
@@ -75,20 +83,31 @@ fn transport_config(idle: Duration) -> Arc<quinn::TransportConfig> {
 
 /// The server's transport limits. Until a peer has proved a grant's secret it
 /// is unauthenticated, so what it can make the daemon hold is kept small:
-/// one bidirectional stream (all abide uses), no unidirectional streams, no
-/// datagrams, and receive windows that bound what it can buffer. After the
-/// proof the same small windows are enough: the client only sends
-/// keystrokes, acks and pings (output flows the other way).
+/// two bidirectional streams (a link's output and control lanes, all abide
+/// uses), no unidirectional streams, no datagrams, and receive windows that
+/// bound what it can buffer (the connection's window bounds both streams
+/// together). After the proof the same small windows are enough: the client
+/// only sends keystrokes, acks and pings (output flows the other way).
 fn server_transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = Arc::try_unwrap(transport_config(Duration::from_secs(60)))
         .unwrap_or_else(|_| unreachable!("fresh config"));
-    t.max_concurrent_bidi_streams(1u32.into())
+    t.max_concurrent_bidi_streams(MAX_STREAMS.into())
         .max_concurrent_uni_streams(0u32.into())
         .stream_receive_window(SERVER_STREAM_WINDOW.into())
         .receive_window(SERVER_CONN_WINDOW.into())
         .datagram_receive_buffer_size(None);
     Arc::new(t)
 }
+
+/// Streams a client may open: a link's output and control lanes.
+pub const MAX_STREAMS: u32 = 2;
+
+/// The first frame on both streams of a two-lane link. Not a hello (whose
+/// first byte is the low byte of `frame::MAGIC` with the varint bit set).
+const LANES_MARKER: &[u8] = b"\xffabide-lanes-1";
+
+/// A higher priority is sent first (quinn's `SendStream::set_priority`).
+const CONTROL_PRIORITY: i32 = 1;
 
 /// Receive windows of the server (bytes a client may have in flight to it).
 pub const SERVER_STREAM_WINDOW: u32 = 64 * 1024;
@@ -242,7 +261,30 @@ async fn serve_connection(
     let (send, recv) = tokio::time::timeout_at(deadline, conn.accept_bi())
         .await
         .context("no stream within the proof deadline")??;
-    let (rx, tx) = split(recv, send);
+    let (mut rx, mut tx) = split(recv, send);
+    // A client with a control lane says so first; an older client's first
+    // frame is its hello.
+    let first = tokio::time::timeout_at(deadline, rx.next_raw())
+        .await
+        .context("no frame within the proof deadline")??;
+    match first {
+        None => return Ok(()),
+        Some(b) if b[..] == *LANES_MARKER => {
+            let (csend, mut crecv) = tokio::time::timeout_at(deadline, conn.accept_bi())
+                .await
+                .context("no control stream within the proof deadline")??;
+            csend.set_priority(CONTROL_PRIORITY)?;
+            let mut marker = vec![0u8; marker_frame().len()];
+            tokio::time::timeout_at(deadline, crecv.read_exact(&mut marker))
+                .await
+                .context("no frame within the proof deadline")??;
+            if marker != marker_frame() {
+                bail!("the control stream does not start with the lanes marker");
+            }
+            add_control_lane(&mut rx, &mut tx, crecv, csend);
+        }
+        Some(b) => rx.unread(b),
+    }
     let (proved_tx, proved_rx) = tokio::sync::oneshot::channel();
     let serve = serve(
         rx,
@@ -396,7 +438,14 @@ pub(crate) fn client_endpoint(
     Ok((endpoint, mismatch))
 }
 
+/// Connects with a control lane when the server allows it.
 pub async fn connect(target: &Target) -> Result<Link> {
+    connect_lanes(target, true).await
+}
+
+/// `lanes`: open the control lane (when the server allows it); without it
+/// every frame shares the output stream (tests measure the difference).
+pub async fn connect_lanes(target: &Target, lanes: bool) -> Result<Link> {
     let (endpoint, mismatch) = client_endpoint(target.addr, &target.fingerprint)?;
     let connecting = endpoint.connect(target.addr, CERT_NAME)?;
     let conn = match connecting.await {
@@ -415,8 +464,25 @@ pub async fn connect(target: &Target) -> Result<Link> {
         }
     };
     let proof = make_proof(&target.secret, &exporter(&conn)?);
-    let (send, recv) = conn.open_bi().await.context("opening the QUIC stream")?;
-    let (rx, tx) = split(recv, send);
+    let (mut send, recv) = conn.open_bi().await.context("opening the QUIC stream")?;
+    // Ready at once when the server's limit allows a second stream (an older
+    // server allows one: then everything shares the first).
+    let control = match lanes {
+        true => conn.open_bi().now_or_never().transpose()?,
+        false => None,
+    };
+    let (rx, tx) = match control {
+        Some((mut csend, crecv)) => {
+            csend.set_priority(CONTROL_PRIORITY)?;
+            let marker = marker_frame();
+            send.write_all(&marker).await?;
+            csend.write_all(&marker).await?;
+            let (mut rx, mut tx) = split(recv, send);
+            add_control_lane(&mut rx, &mut tx, crecv, csend);
+            (rx, tx)
+        }
+        None => split(recv, send),
+    };
     Ok(Link {
         rx,
         tx,
@@ -430,6 +496,13 @@ pub async fn connect(target: &Target) -> Result<Link> {
             _endpoint: endpoint,
         })),
     })
+}
+
+/// [`LANES_MARKER`] as a frame: its length, then the body.
+fn marker_frame() -> Vec<u8> {
+    let mut f = (LANES_MARKER.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(LANES_MARKER);
+    f
 }
 
 #[cfg(test)]

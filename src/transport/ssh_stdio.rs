@@ -32,7 +32,7 @@ pub struct SshTarget {
 
 /// ssh's keepalive for the transport: gives up on a dead TCP path after
 /// 3 × 5 s. abide notices sooner (3 s) and starts another ssh anyway.
-const SSH_KEEPALIVE: [&str; 4] = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"];
+pub const SSH_KEEPALIVE: [&str; 4] = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"];
 
 /// How long one ssh may take to get in and start abide.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -102,6 +102,38 @@ pub async fn connect(t: &SshTarget, interactive: bool) -> Result<Link> {
             t.dest,
             CONNECT_TIMEOUT.as_secs()
         ),
+    }
+    let (rx, tx) = split(reader, stdin);
+    Ok(Link {
+        rx,
+        tx,
+        kind: LinkKind::Ssh,
+        auth: None,
+        _owner: Some(Box::new(SshChild(child))),
+    })
+}
+
+/// How long the bootstrap's relay may take to start after its connect line
+/// (it only opens the daemon's socket, which is running).
+pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The bootstrap's own ssh (`abide server --bootstrap --then-stdio`), its
+/// connect line read, as a link: waits for the relay's ready marker. `reader`
+/// keeps whatever it buffered past the connect line. The child's stderr must
+/// be drained by the caller.
+pub async fn handed_over<R>(
+    mut reader: BufReader<R>,
+    stdin: tokio::process::ChildStdin,
+    child: tokio::process::Child,
+) -> Result<Link>
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+{
+    match tokio::time::timeout(HANDOVER_TIMEOUT, skip_to_ready(&mut reader)).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => bail!("the bootstrap's ssh ended after the connect line"),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => bail!("no relay on the bootstrap's ssh"),
     }
     let (rx, tx) = split(reader, stdin);
     Ok(Link {

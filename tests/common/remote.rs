@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use abide::client::attach::{run_headless, ClientIo, Outcome};
+use abide::client::attach::{run_headless_handed, ClientIo, Outcome};
 use abide::client::connector::Connector;
 use abide::proto::frame::{Target, WinSize};
 use abide::server::bootstrap::ConnectLine;
@@ -67,6 +67,15 @@ pub struct Client {
 }
 
 pub fn start_client(conn: Arc<dyn Connector>, session_id: u64) -> Client {
+    start_client_handed(conn, session_id, None)
+}
+
+/// [`start_client`] on a link that exists already (the bootstrap's ssh).
+pub fn start_client_handed(
+    conn: Arc<dyn Connector>,
+    session_id: u64,
+    handed: Option<abide::transport::framed::Link>,
+) -> Client {
     let output = Arc::new(Mutex::new(Vec::new()));
     let sink = output.clone();
     let (input, rx) = mpsc::channel(16);
@@ -81,7 +90,12 @@ pub fn start_client(conn: Arc<dyn Connector>, session_id: u64) -> Client {
         notices: None,
         tap: None,
     };
-    let task = tokio::spawn(run_headless(conn, Target::Id(session_id), io));
+    let task = tokio::spawn(run_headless_handed(
+        conn,
+        Target::Id(session_id),
+        io,
+        handed,
+    ));
     Client {
         output,
         input,

@@ -186,6 +186,9 @@ pub enum Up {
         nonce: u64,
     },
     Detach,
+    /// The client has shown the program's exit (`Down::Exited`), so it has
+    /// everything: the server may drop the exited session.
+    ExitSeen,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -363,6 +366,92 @@ pub fn decode_hello(body: &[u8]) -> Result<Hello, FrameError> {
     decode(body)
 }
 
+/// Which of a link's two lanes a frame travels on, where the transport has
+/// two (QUIC: two streams, the control one sent first). Frames keep their
+/// order within a lane, not across lanes; a transport with one byte stream
+/// (ssh, the Unix socket) carries both lanes in one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Output and everything whose place relative to output matters.
+    Output,
+    /// Small frames that must not wait behind output already queued.
+    Control,
+}
+
+/// The lane a frame travels on (see [`Lane`]).
+pub trait Laned {
+    fn lane(&self) -> Lane;
+}
+
+/// Every frame the client sends after its hello is control: nothing bulky
+/// flows upwards, and one lane keeps them in order (keys before a detach,
+/// acks in increasing order).
+pub fn is_control_up(frame: &Up) -> bool {
+    match frame {
+        Up::Input { .. }
+        | Up::Ack { .. }
+        | Up::Resize(_)
+        | Up::Ping { .. }
+        | Up::Detach
+        | Up::ExitSeen => true,
+    }
+}
+
+/// A pong (the link's liveness and round trip) and the tty modes (the client
+/// stops predicting echo at a password prompt) are control. Everything else
+/// keeps its place in the output: the exit, a detach or an error come after
+/// the last output; a state or snapshot stands for output before its offset;
+/// an input ack stays too, because the predictive echo judges a prediction a
+/// short grace after the ack, expecting the echo right behind it.
+pub fn is_control_down(frame: &Down) -> bool {
+    match frame {
+        Down::Pong { .. } | Down::TtyModes(_) => true,
+        Down::Error { .. }
+        | Down::Sessions(_)
+        | Down::Done
+        | Down::Granted(_)
+        | Down::Attached(_)
+        | Down::Output { .. }
+        | Down::Snapshot { .. }
+        | Down::InputAck { .. }
+        | Down::Exited { .. }
+        | Down::Detached
+        | Down::SessionList(_)
+        | Down::Watching { .. }
+        | Down::Attention(_)
+        | Down::Away(_)
+        | Down::History { .. } => false,
+    }
+}
+
+impl Laned for Up {
+    fn lane(&self) -> Lane {
+        if is_control_up(self) {
+            Lane::Control
+        } else {
+            Lane::Output
+        }
+    }
+}
+
+impl Laned for Down {
+    fn lane(&self) -> Lane {
+        if is_control_down(self) {
+            Lane::Control
+        } else {
+            Lane::Output
+        }
+    }
+}
+
+/// The first frame of a link: the peer reads it on the output lane before
+/// anything else.
+impl Laned for Hello {
+    fn lane(&self) -> Lane {
+        Lane::Output
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +470,7 @@ mod tests {
             }),
             Up::Ping { nonce: 3 },
             Up::Detach,
+            Up::ExitSeen,
         ];
         for f in frames {
             assert_eq!(decode::<Up>(&encode(&f)).unwrap(), f);
@@ -466,6 +556,31 @@ mod tests {
         // Appended, so the frames of older peers keep their numbers.
         assert_eq!(encode(&Request::List)[0], 1);
         assert_eq!(encode(&Down::Detached)[0], 10);
+    }
+
+    #[test]
+    fn pongs_and_modes_overtake_output_but_endings_do_not() {
+        assert_eq!(Down::Pong { nonce: 1 }.lane(), Lane::Control);
+        assert_eq!(Down::TtyModes(TtyModes::default()).lane(), Lane::Control);
+        for d in [
+            Down::Output {
+                offset: 0,
+                data: vec![1],
+            },
+            Down::Exited { code: 0 },
+            Down::Detached,
+            Down::InputAck { seq: 1 },
+            Down::Snapshot {
+                offset: 0,
+                data: vec![],
+                last: true,
+            },
+        ] {
+            assert_eq!(d.lane(), Lane::Output, "{d:?}");
+        }
+        assert_eq!(Up::Ping { nonce: 1 }.lane(), Lane::Control);
+        assert_eq!(Up::Detach.lane(), Lane::Control);
+        assert_eq!(Hello::new(Request::List).lane(), Lane::Output);
     }
 
     #[test]

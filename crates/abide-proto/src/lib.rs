@@ -15,6 +15,7 @@ pub mod limits;
 pub mod outlog;
 pub mod policy;
 pub mod predict;
+pub mod relay_flush;
 pub mod resume;
 pub mod server;
 #[cfg(test)]

@@ -23,6 +23,11 @@
 //!   handshake starts every `quic_retry` whatever the outage length (with at
 //!   most `max_quic_in_flight` running), so recovery after the path returns
 //!   takes one interval plus a handshake; ssh attempts are rarer and capped.
+//! - **The bootstrap's ssh is the first link.** `abide HOST` logs in over ssh
+//!   anyway; that connection carries on as an ssh link
+//!   ([`LinkPolicy::handed_over`]), used at once while QUIC is tried. A QUIC
+//!   link that completes soon after takes over (a resume, without a gap), and
+//!   within QUIC's head start without a word on the status line.
 //! - **Some failures are verdicts.** A QUIC certificate that is not the pinned
 //!   one is an attack or a misconfiguration: give up, never fall back. ssh
 //!   authentication that needs a prompt nobody can answer stops ssh attempts.
@@ -293,6 +298,11 @@ pub struct LinkPolicy {
     first_failures: [u32; 3],
     quic_timeouts_while_ssh_ok: u32,
     remembered: Option<Transport>,
+    /// "Over ssh" goes on the status line at this instant, unless QUIC comes
+    /// first (a handed-over ssh link is used within QUIC's head start).
+    notice_over_ssh_at: Option<Instant>,
+    /// "Over ssh" was said since the last QUIC link: moving to QUIC is news.
+    said_over_ssh: bool,
     /// ssh cannot work (authentication needs a prompt, no abide there).
     ssh_disabled: bool,
     last_error: Option<ConnectError>,
@@ -329,6 +339,8 @@ impl LinkPolicy {
             first_failures: [0; 3],
             quic_timeouts_while_ssh_ok: 0,
             remembered: None,
+            notice_over_ssh_at: None,
+            said_over_ssh: false,
             ssh_disabled: false,
             last_error: None,
             gave_up: false,
@@ -347,6 +359,35 @@ impl LinkPolicy {
         self.next_quic = now;
         self.next_ssh = now;
         self.handle_timeout(now);
+    }
+
+    /// The first connect, with a link that already exists: the bootstrap's
+    /// own ssh connection, which carries on as an ssh link. Returns its
+    /// attempt id (the driver files the link under it); the link is adopted at
+    /// once and QUIC is raced beside it: a QUIC link that completes takes
+    /// over, as from any ssh link. Call instead of [`connect`](Self::connect).
+    pub fn handed_over(&mut self, transport: Transport, now: Instant) -> AttemptId {
+        self.down_since = Some(now);
+        self.next_quic = now;
+        self.next_ssh = now;
+        // The QUIC attempt first, so its head start runs from now.
+        if transport != Transport::Quic && self.cfg.allows(Transport::Quic) {
+            self.start(Transport::Quic, now, false);
+            self.next_quic = now + self.cfg.quic_retry;
+        }
+        let id = AttemptId(self.next_id);
+        self.next_id += 1;
+        self.attempts.push(Attempt {
+            id,
+            transport,
+            started: now,
+            deadline: None,
+            ready: false,
+            upgrade: false,
+        });
+        let i = self.attempts.len() - 1;
+        self.adopt(i, now);
+        id
     }
 
     /// The transport of the current link.
@@ -501,6 +542,9 @@ impl LinkPolicy {
                 at(q);
             }
         }
+        if let Some(n) = self.notice_over_ssh_at {
+            at(n);
+        }
         if self.is_down() {
             if self.wants(Transport::Quic) && self.room(Transport::Quic) {
                 at(self.next_quic);
@@ -542,6 +586,12 @@ impl LinkPolicy {
         if let Some(i) = self.attempts.iter().position(|a| a.ready) {
             if !self.should_wait_for_quic(now) {
                 self.adopt(i, now);
+            }
+        }
+        if self.notice_over_ssh_at.is_some_and(|n| now >= n) {
+            self.notice_over_ssh_at = None;
+            if self.current() == Some(Transport::Ssh) {
+                self.say_over_ssh();
             }
         }
         if self.is_down() {
@@ -706,21 +756,33 @@ impl LinkPolicy {
                     self.remembered = Some(Transport::Quic);
                     self.actions.push_back(Action::Remember(Transport::Quic));
                 }
-                if previous == Some(Transport::Ssh) {
+                if previous == Some(Transport::Ssh) && self.said_over_ssh {
                     self.actions.push_back(Action::Notice(Notice::BackOnQuic));
                 }
+                self.said_over_ssh = false;
+                self.notice_over_ssh_at = None;
                 self.next_upgrade = None;
             }
             Transport::Ssh => {
                 // QUIC attempts keep running: if one completes, the session moves.
                 self.cancel_where(|b| b.transport != Transport::Quic);
                 if self.cfg.choice == Choice::Race && previous != Some(Transport::Ssh) {
-                    self.actions.push_back(Action::Notice(Notice::OverSsh));
+                    // While QUIC's head start runs, QUIC may still take over
+                    // unannounced (a handed-over link is used at once).
+                    match self.quic_head_start_end().filter(|&end| end > now) {
+                        Some(end) => self.notice_over_ssh_at = Some(end),
+                        None => self.say_over_ssh(),
+                    }
                 }
                 self.schedule_upgrade(now);
             }
             Transport::Local => self.cancel_where(|_| true),
         }
+    }
+
+    fn say_over_ssh(&mut self) {
+        self.said_over_ssh = true;
+        self.actions.push_back(Action::Notice(Notice::OverSsh));
     }
 
     fn schedule_upgrade(&mut self, now: Instant) {
@@ -997,6 +1059,85 @@ mod tests {
             }
             assert!(p.attempts_in_flight() <= p.config().max_quic_in_flight);
         }
+    }
+
+    #[test]
+    fn a_handed_over_ssh_link_is_used_at_once_and_quic_takes_over_quietly() {
+        let t0 = Instant::now();
+        let mut p = LinkPolicy::new(Config::remote(Choice::Race, None), t0);
+        let h = p.handed_over(Transport::Ssh, t0);
+        let a = drain(&mut p);
+        let q = started(&a, Transport::Quic)[0];
+        assert!(started(&a, Transport::Ssh).is_empty(), "{a:?}");
+        assert!(a.contains(&Action::Adopt {
+            id: h,
+            transport: Transport::Ssh
+        }));
+        assert!(!a.iter().any(|x| matches!(x, Action::Notice(_))), "{a:?}");
+        assert!(p.is_connected());
+        // QUIC completes within its head start: the session moves, unannounced.
+        p.attempt_succeeded(q, t0 + ms(40));
+        let a = drain(&mut p);
+        assert_eq!(
+            a[0],
+            Action::Adopt {
+                id: q,
+                transport: Transport::Quic
+            }
+        );
+        assert!(a.contains(&Action::Remember(Transport::Quic)));
+        assert!(!a.iter().any(|x| matches!(x, Action::Notice(_))), "{a:?}");
+        // Nothing left to say later either.
+        let mut now = t0 + ms(40);
+        while let Some(t) = p.poll_timeout().filter(|t| *t < t0 + ms(5000)) {
+            now = t.max(now);
+            p.handle_timeout(now);
+            assert!(drain(&mut p).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_handed_over_ssh_link_with_udp_blocked_needs_no_second_login() {
+        let t0 = Instant::now();
+        let mut p = LinkPolicy::new(Config::remote(Choice::Race, None), t0);
+        p.handed_over(Transport::Ssh, t0);
+        let q = started(&drain(&mut p), Transport::Quic)[0];
+        // The head start ends: now it is news that the session runs over ssh.
+        assert_eq!(p.poll_timeout(), Some(t0 + p.config().head_start));
+        p.handle_timeout(t0 + p.config().head_start);
+        assert_eq!(drain(&mut p), vec![Action::Notice(Notice::OverSsh)]);
+        // Minutes on the handed-over link: QUIC probes, never another ssh.
+        let mut now = t0 + p.config().head_start;
+        let mut all = Vec::new();
+        while now < t0 + Duration::from_secs(120) {
+            now = p.poll_timeout().unwrap();
+            p.handle_timeout(now);
+            let a = drain(&mut p);
+            for id in started(&a, Transport::Quic) {
+                p.attempt_failed(id, ConnectError::Timeout, now);
+            }
+            all.extend(a);
+        }
+        assert!(started(&all, Transport::Ssh).is_empty());
+        assert!(all.contains(&Action::Cancel { id: q }));
+        assert!(all.contains(&Action::Remember(Transport::Ssh)));
+        assert_eq!(p.current(), Some(Transport::Ssh));
+        // It dies: another ssh at once (the login was the bootstrap's).
+        p.link_closed(now);
+        let a = drain(&mut p);
+        assert_eq!(started(&a, Transport::Ssh).len(), 1, "{a:?}");
+    }
+
+    #[test]
+    fn a_handed_over_link_that_fails_at_once_is_replaced_at_once() {
+        let t0 = Instant::now();
+        let mut p = LinkPolicy::new(Config::remote(Choice::Race, None), t0);
+        p.handed_over(Transport::Ssh, t0);
+        drain(&mut p);
+        p.link_closed(t0 + ms(5));
+        let a = drain(&mut p);
+        assert_eq!(started(&a, Transport::Ssh).len(), 1, "{a:?}");
+        assert!(!a.iter().any(|x| matches!(x, Action::GiveUp(_))));
     }
 
     #[test]

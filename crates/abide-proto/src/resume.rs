@@ -323,6 +323,8 @@ impl ClientCore {
             Down::Pong { .. } | Down::TtyModes(_) => {}
             Down::Exited { code } => {
                 self.finished = true;
+                // Lets the server drop the session: nobody needs its output now.
+                self.outbox.push_back(Up::ExitSeen);
                 self.events.push_back(Event::Exited { code });
             }
             Down::Detached => {
@@ -739,5 +741,33 @@ mod tests {
                 Event::Write(b"screen".to_vec())
             ]
         );
+    }
+
+    /// The exit is the last thing a client shows; it tells the server so,
+    /// which lets the daemon drop a session it keeps for a client that was away.
+    #[test]
+    fn the_exit_is_confirmed_to_the_server() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        drain(&mut c);
+        while c.poll_event().is_some() {}
+        c.on_frame(
+            Down::Output {
+                offset: 0,
+                data: b"bye".to_vec(),
+            },
+            t,
+        )
+        .unwrap();
+        c.on_frame(Down::Exited { code: 3 }, t).unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert_eq!(
+            events,
+            [Event::Write(b"bye".to_vec()), Event::Exited { code: 3 }]
+        );
+        assert!(c.is_finished());
+        assert_eq!(drain(&mut c), [Up::ExitSeen, Up::Ack { offset: 3 }]);
     }
 }

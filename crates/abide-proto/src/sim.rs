@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use crate::frame::{Attached, Down, Hello, Request, Target, Up, WinSize};
 use crate::input::InputDedup;
 use crate::outlog::OutLog;
-use crate::policy::{Action, AttemptId, Choice, Config, ConnectError, LinkPolicy, Transport};
+use crate::policy::{
+    Action, AttemptId, Choice, Config, ConnectError, LinkPolicy, Notice, Transport,
+};
 use crate::resume::{ClientCore, Event, Timing};
 use crate::server::{Action as Send, LogState, ServerChannel};
 
@@ -72,6 +74,9 @@ pub struct Scenario {
     pub duration: Duration,
     /// QUIC connections die on a rebind or roam instead of migrating.
     pub quic_dies_on_move: bool,
+    /// The session starts on the bootstrap's own ssh connection, handed
+    /// over as the first link (`LinkPolicy::handed_over`).
+    pub handover: bool,
 }
 
 #[derive(Debug)]
@@ -80,6 +85,10 @@ pub struct Report {
     pub final_transport: Option<Transport>,
     pub remembered: Vec<Transport>,
     pub starts: usize,
+    /// ssh attempts started (each one an ssh login).
+    pub ssh_starts: usize,
+    /// Status-line notices, when (from the start of the run).
+    pub notices: Vec<(Duration, Notice)>,
     pub max_in_flight: usize,
     pub max_ssh_in_flight: usize,
     /// When each link was adopted (from the start of the run), and its transport.
@@ -173,6 +182,8 @@ struct World {
     fault_i: usize,
     remembered: Vec<Transport>,
     starts: usize,
+    ssh_starts: usize,
+    notices: Vec<(Duration, Notice)>,
     max_in_flight: usize,
     max_ssh_in_flight: usize,
     adopted: Vec<(Duration, Transport)>,
@@ -258,6 +269,9 @@ impl World {
         match a {
             Action::Start { id, transport, .. } => {
                 self.starts += 1;
+                if transport == Transport::Ssh {
+                    self.ssh_starts += 1;
+                }
                 let timeout = match transport {
                     Transport::Ssh => Duration::from_secs(5), // ssh's ConnectTimeout
                     _ => Duration::from_secs(3600),
@@ -303,7 +317,7 @@ impl World {
                     .up
                     .push(UpMsg::Hello(Box::new(hello)), self.now, rto);
             }
-            Action::Notice(_) => {}
+            Action::Notice(n) => self.notices.push((self.now - self.t0, n)),
             Action::Remember(t) => self.remembered.push(t),
             Action::GiveUp(e) => panic!("gave up: {e}"),
         }
@@ -479,6 +493,7 @@ impl World {
                     Up::Ping { nonce } => self.links[i].down.push(Down::Pong { nonce }, now, rto),
                     Up::Resize(_) => {}
                     Up::Detach => panic!("detach in the simulation"),
+                    Up::ExitSeen => {}
                 }
             }
         }
@@ -589,7 +604,21 @@ impl World {
         let end = self.t0 + self.sc.duration;
         // Production and typing stop early enough for the last bytes to arrive.
         let quiet_from = end - Duration::from_secs(8);
-        self.policy.connect(self.cnow());
+        if self.sc.handover {
+            // The bootstrap's ssh, logged in already, goes on as a link.
+            let id = self.policy.handed_over(Transport::Ssh, self.cnow());
+            self.links.push(Link {
+                id,
+                transport: Transport::Ssh,
+                dead: false,
+                up: Dir::new(),
+                down: Dir::new(),
+                chan: None,
+                last_delivery: self.now,
+            });
+        } else {
+            self.policy.connect(self.cnow());
+        }
         self.client_settle();
         let mut steps = 0u64;
         while self.now < end {
@@ -712,6 +741,8 @@ impl World {
             max_in_flight: self.max_in_flight,
             max_ssh_in_flight: self.max_ssh_in_flight,
             adopted: self.adopted,
+            ssh_starts: self.ssh_starts,
+            notices: self.notices,
         }
     }
 }
@@ -809,6 +840,8 @@ pub fn run(sc: &Scenario, seed: u64) -> Report {
         max_in_flight: 0,
         max_ssh_in_flight: 0,
         adopted: Vec::new(),
+        ssh_starts: 0,
+        notices: Vec::new(),
     };
     w.run()
 }
@@ -830,6 +863,7 @@ mod tests {
             recoveries: Vec::new(),
             duration: s(30),
             quic_dies_on_move: false,
+            handover: false,
         }
     }
 
@@ -1076,6 +1110,69 @@ mod tests {
             assert_eq!(r.final_transport, Some(Transport::Quic));
             never_blocked(&r);
         });
+    }
+
+    /// `abide HOST` with UDP open: the bootstrap's ssh carries the session
+    /// from the first instant, QUIC takes over within its head start, and
+    /// nobody is told about either.
+    #[test]
+    fn the_bootstrap_ssh_is_the_first_link_and_quic_takes_over_unannounced() {
+        seeds(40, |seed| {
+            let mut sc = base(Choice::Race);
+            sc.handover = true;
+            sc.recoveries = vec![(ms(300), sc.one_way * 2 + LINE_EVERY)];
+            let r = run(&sc, seed);
+            assert_eq!(r.adopted[0], (ms(0), Transport::Ssh), "{:?}", r.adopted);
+            assert_eq!(r.adopted[1].1, Transport::Quic, "{:?}", r.adopted);
+            let cfg = Config::remote(Choice::Race, None);
+            assert!(r.adopted[1].0 <= cfg.head_start, "{:?}", r.adopted);
+            assert_eq!(r.adopted.len(), 2, "{:?}", r.adopted);
+            assert_eq!(r.final_transport, Some(Transport::Quic));
+            assert_eq!(r.ssh_starts, 0, "a second ssh login");
+            assert!(r.notices.is_empty(), "{:?}", r.notices);
+            assert_eq!(r.remembered, vec![Transport::Quic]);
+        });
+    }
+
+    /// `abide HOST` where UDP is blocked: one ssh login in all (the
+    /// bootstrap's), output from the first round trip, "over ssh" said once
+    /// QUIC's head start is over; a later fault is recovered over ssh, and
+    /// UDP coming back moves the session to QUIC.
+    #[test]
+    fn with_udp_blocked_the_bootstrap_ssh_carries_the_session_alone() {
+        for later in [None, Some(Change::Rebind), Some(Change::BlockUdp(false))] {
+            seeds(30, |seed| {
+                let mut sc = base(Choice::Race);
+                sc.handover = true;
+                sc.faults = vec![(ms(0), Change::BlockUdp(true))];
+                // Output flows from the start (the first line exists by 250 ms).
+                sc.recoveries = vec![(ms(300), sc.one_way * 2 + LINE_EVERY)];
+                if let Some(c) = later {
+                    sc.faults.push((s(10), c));
+                }
+                if let Some(Change::Rebind) = later {
+                    sc.recoveries.push((s(10), s(1)));
+                }
+                let r = run(&sc, seed);
+                assert_eq!(r.adopted[0], (ms(0), Transport::Ssh), "{:?}", r.adopted);
+                let cfg = Config::remote(Choice::Race, None);
+                assert_eq!(r.notices[0], (cfg.head_start, Notice::OverSsh));
+                match later {
+                    None => {
+                        assert_eq!(r.ssh_starts, 0, "a second ssh login");
+                        assert_eq!(r.adopted.len(), 1, "{:?}", r.adopted);
+                        assert_eq!(r.final_transport, Some(Transport::Ssh));
+                    }
+                    Some(Change::Rebind) => {
+                        assert_eq!(r.final_transport, Some(Transport::Ssh));
+                    }
+                    _ => {
+                        assert_eq!(r.final_transport, Some(Transport::Quic));
+                        assert_eq!(r.notices.last().unwrap().1, Notice::BackOnQuic);
+                    }
+                }
+            });
+        }
     }
 
     #[test]
