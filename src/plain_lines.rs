@@ -146,6 +146,12 @@ impl PlainLines {
         }
     }
 
+    /// Whether lines are held back, and then whether the cursor will be at
+    /// the start of a row once they are applied (no cut line after them).
+    pub fn held(&self) -> Option<bool> {
+        (!self.ends.is_empty() || !self.partial.is_empty()).then_some(self.partial.is_empty())
+    }
+
     /// Applies the pending run: the model is then up to date.
     pub fn flush<C: Scrolls>(&mut self, parser: &mut Parser<C>) {
         if self.ends.is_empty() && self.partial.is_empty() {
