@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abide::faultproxy::FaultProxy;
-use abide::proto::frame::{Down, Hello, Request, Up};
+use abide::proto::frame::{Down, Hello, Request, TtyModes, Up};
 use abide::transport::quic::{self, Serve, ServerEndpoint, Target};
 
 const CHUNK: usize = 1000;
@@ -115,4 +115,58 @@ async fn a_pong_overtakes_output_in_flight() {
         two.before,
         two.total
     );
+}
+
+/// Writes a control frame and output, then ends the channel with a detach
+/// (dropping its writer finishes both streams).
+fn output_then_detached() -> Serve {
+    Arc::new(|mut rx, mut tx, unproved| {
+        Box::pin(async move {
+            rx.next_raw().await?.expect("a hello");
+            let _ = unproved.proved.send(());
+            tx.send(&Down::TtyModes(TtyModes::default())).await?;
+            for i in 0..CHUNKS {
+                tx.feed(&Down::Output {
+                    offset: i * CHUNK as u64,
+                    data: vec![b'x'; CHUNK],
+                })
+                .await?;
+            }
+            tx.send(&Down::Detached).await?;
+            Ok(())
+        })
+    })
+}
+
+/// The control lane ends first (it has nothing queued): the link does not
+/// end there, the detach behind the output still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_frame_behind_the_output_arrives_after_the_control_lane_ends() {
+    let server = ServerEndpoint::start(output_then_detached(), (0, 0)).unwrap();
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap())
+        .await
+        .unwrap();
+    proxy.shape(Some(2_000_000), Duration::from_millis(50));
+    let target = Target {
+        addr: proxy.addr(),
+        fingerprint: server.fingerprint.clone(),
+        grant_id: [1; 16],
+        secret: [2; 32],
+    };
+    let mut link = quic::connect(&target).await.unwrap();
+    link.tx.send(&Hello::new(Request::List)).await.unwrap();
+    let mut output = 0;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), link.rx.next::<Down>())
+            .await
+            .expect("frames keep coming")
+            .unwrap();
+        match frame {
+            Some(Down::Output { data, .. }) => output += data.len() as u64,
+            Some(Down::TtyModes(_)) => {}
+            Some(Down::Detached) => break,
+            f => panic!("{f:?} after {output} bytes of output, before the detach"),
+        }
+    }
+    assert_eq!(output, CHUNKS * CHUNK as u64);
 }

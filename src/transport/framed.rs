@@ -110,13 +110,21 @@ impl FrameReader {
             return Ok(Some(b));
         }
         // Both reads are cancel-safe: a frame half-read stays buffered.
-        let next = match self.control.as_mut().filter(|_| self.first_seen) {
-            None => self.out.next().await,
-            Some(control) => tokio::select! {
-                biased;
-                f = control.next() => f,
-                f = self.out.next() => f,
-            },
+        let next = loop {
+            match self.control.as_mut().filter(|_| self.first_seen) {
+                None => break self.out.next().await,
+                Some(control) => tokio::select! {
+                    biased;
+                    f = control.next() => match f {
+                        // The peer finished its control lane (it is ending the
+                        // channel): what it sent last, an exit or a detach, is
+                        // still on the output lane, which alone ends the link.
+                        None => self.control = None,
+                        f => break f,
+                    },
+                    f = self.out.next() => break f,
+                },
+            }
         };
         self.first_seen = true;
         match next {
