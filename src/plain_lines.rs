@@ -202,8 +202,8 @@ fn skip_run<C: Scrolls>(parser: &mut Parser<C>, run: &[u8], ends: &[(usize, u64)
     let skipped = ends.len() - (rows - 1);
     // The last rows - 1 lines push the screen's rows above the bottom off;
     // screen row t really left with line t of the run.
-    for t in 0..rows - 1 {
-        parser.callbacks_mut().piece_end(ends[t].1);
+    for (t, &(_, tag)) in ends.iter().enumerate().take(rows - 1) {
+        parser.callbacks_mut().piece_end(tag);
         parser.process(line(skipped + t));
     }
     // Then the lines that never stayed: line k left with line k + rows - 1.
