@@ -17,7 +17,16 @@ pub fn seq(bytes: usize) -> Vec<u8> {
 /// A colored build log and `ls --color` listings: SGR every few words.
 pub fn sgr(bytes: usize) -> Vec<u8> {
     let mut s = String::with_capacity(bytes + 256);
-    let names = ["src", "target", "Cargo.toml", "README.md", "build.rs", "main.rs", "lib.rs", "tests"];
+    let names = [
+        "src",
+        "target",
+        "Cargo.toml",
+        "README.md",
+        "build.rs",
+        "main.rs",
+        "lib.rs",
+        "tests",
+    ];
     let mut i = 0usize;
     while s.len() < bytes {
         match i % 4 {
@@ -49,20 +58,35 @@ pub fn redraw(bytes: usize, rows: u16, cols: u16) -> Vec<u8> {
     let mut frame = 0usize;
     while s.len() < bytes {
         s.push_str("\x1b[?2026h\x1b[H");
-        let _ = write!(s, "\x1b[7mtop - frame {frame:>8}  load average: 0.{:02}\x1b[K\x1b[0m", frame % 100);
+        let _ = write!(
+            s,
+            "\x1b[7mtop - frame {frame:>8}  load average: 0.{:02}\x1b[K\x1b[0m",
+            frame % 100
+        );
         for r in 2..rows {
             let _ = write!(s, "\x1b[{r};1H");
             let pid = 1000 + (r as usize * 37 + frame) % 9000;
             let cpu = (r as usize * 13 + frame * 7) % 1000;
             let colour = if cpu > 500 { "\x1b[1;31m" } else { "\x1b[0m" };
-            let line = format!("{pid:>7} user  20 0 {:>6}M {colour}{:>3}.{}\x1b[0m  cmd-{}", (pid * 3) % 99999, cpu / 10, cpu % 10, r);
+            let line = format!(
+                "{pid:>7} user  20 0 {:>6}M {colour}{:>3}.{}\x1b[0m  cmd-{}",
+                (pid * 3) % 99999,
+                cpu / 10,
+                cpu % 10,
+                r
+            );
             s.push_str(&line);
             s.push_str("\x1b[K");
         }
         // A scroll region scrolled once, as vim does for Ctrl-E.
         let _ = write!(s, "\x1b[3;{}r\x1b[{};1H\n\x1b[r", rows - 1, rows - 1);
         let _ = write!(s, "\x1b[{rows};1H\x1b[44m-- INSERT -- {frame}\x1b[K\x1b[0m");
-        let _ = write!(s, "\x1b[{};{}H\x1b[?2026l", (frame % (rows as usize - 2)) + 2, (frame % (cols as usize - 10)) + 1);
+        let _ = write!(
+            s,
+            "\x1b[{};{}H\x1b[?2026l",
+            (frame % (rows as usize - 2)) + 2,
+            (frame % (cols as usize - 10)) + 1
+        );
         frame += 1;
     }
     s.push_str("\x1b[?25h");
@@ -71,7 +95,18 @@ pub fn redraw(bytes: usize, rows: u16, cols: u16) -> Vec<u8> {
 
 /// UTF-8: CJK (wide), emoji, accents, combining marks, box drawing.
 pub fn wide(bytes: usize) -> Vec<u8> {
-    let words = ["日本語のテキスト", "中文字符", "한국어", "café", "naïve", "e\u{301}té", "🙂👍", "│─┼─│", "Ωμέγα", "ascii text"];
+    let words = [
+        "日本語のテキスト",
+        "中文字符",
+        "한국어",
+        "café",
+        "naïve",
+        "e\u{301}té",
+        "🙂👍",
+        "│─┼─│",
+        "Ωμέγα",
+        "ascii text",
+    ];
     let mut s = String::with_capacity(bytes + 256);
     let mut i = 0usize;
     while s.len() < bytes {

@@ -14,6 +14,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
+/// Counts live heap bytes (memory per 10 000 lines); forwards to the system allocator.
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 unsafe impl GlobalAlloc for Counting {
@@ -80,11 +81,20 @@ fn row<M: Model>(corpora: &[(&str, Vec<u8>)], fid: &[(&str, Vec<u8>)]) {
     for (_, data) in fid.iter().filter(|_| !nofid) {
         f.push(models::fidelity::<M>(data, ROWS, COLS));
     }
-    println!("| {:<28} | {} | {:>7.1} MB | {} |", M::NAME, cols.join(" | "), mem, f.join(" | "));
+    println!(
+        "| {:<28} | {} | {:>7.1} MB | {} |",
+        M::NAME,
+        cols.join(" | "),
+        mem,
+        f.join(" | ")
+    );
 }
 
 fn main() {
-    let mb: usize = std::env::var("MB").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let mb: usize = std::env::var("MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let n = mb * 1_000_000;
     let corpora = vec![
         ("seq", corpus::seq(n)),
@@ -102,10 +112,22 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let which = std::env::var("ONLY").unwrap_or_default();
     let want = |s: &str| which.is_empty() || which.split(',').any(|w| w == s);
-    if want("vt100") { row::<models::Vt100Plain>(&corpora, &fid); }
-    if want("vt100cap") { row::<models::Vt100Cap>(&corpora, &fid); }
-    if want("plain") { row::<models::Vt100Plain2>(&corpora, &fid); }
-    if want("avt") { row::<models::Avt>(&corpora, &fid); }
-    if want("alacritty") { row::<models::Alacritty>(&corpora, &fid); }
-    if want("termwiz") { row::<models::Termwiz>(&corpora, &fid); }
+    if want("vt100") {
+        row::<models::Vt100Plain>(&corpora, &fid);
+    }
+    if want("vt100cap") {
+        row::<models::Vt100Cap>(&corpora, &fid);
+    }
+    if want("plain") {
+        row::<models::Vt100Plain2>(&corpora, &fid);
+    }
+    if want("avt") {
+        row::<models::Avt>(&corpora, &fid);
+    }
+    if want("alacritty") {
+        row::<models::Alacritty>(&corpora, &fid);
+    }
+    if want("termwiz") {
+        row::<models::Termwiz>(&corpora, &fid);
+    }
 }

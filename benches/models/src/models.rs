@@ -152,8 +152,18 @@ impl Lines {
         self.starts.push_back(self.text.len());
     }
     pub fn all(&self) -> Vec<String> {
-        let ends: Vec<usize> = self.starts.iter().skip(1).copied().chain([self.text.len()]).collect();
-        self.starts.iter().zip(ends).map(|(&a, b)| self.text[a..b].to_string()).collect()
+        let ends: Vec<usize> = self
+            .starts
+            .iter()
+            .skip(1)
+            .copied()
+            .chain([self.text.len()])
+            .collect();
+        self.starts
+            .iter()
+            .zip(ends)
+            .map(|(&a, b)| self.text[a..b].to_string())
+            .collect()
     }
 }
 
@@ -200,7 +210,10 @@ impl Model for Vt100Cap {
             nz(rows),
             nz(cols),
             0,
-            Cap(Lines { max: history, ..Default::default() }),
+            Cap(Lines {
+                max: history,
+                ..Default::default()
+            }),
         ))
     }
     fn feed(&mut self, bytes: &[u8]) {
@@ -223,7 +236,11 @@ impl Model for Vt100Cap {
             }
             out.push_str("\x1b[?1049h");
         } else {
-            out.push_str(&screen.contents_formatted_basic().replace('\n', "\x1b[0m\r\n"));
+            out.push_str(
+                &screen
+                    .contents_formatted_basic()
+                    .replace('\n', "\x1b[0m\r\n"),
+            );
         }
         out.push_str("\x1b[0m");
         out.push_str(&screen.state_formatted());
@@ -265,7 +282,18 @@ impl Model for Vt100Plain2 {
     const NAME: &'static str = "vt100 0.18 + capture + plain-line skip (abide)";
     fn new(rows: u16, cols: u16, history: usize) -> Self {
         Vt100Plain2(
-            vt100::Parser::new_with_callbacks(nz(rows), nz(cols), 0, Cap2(Lines { max: history, ..Default::default() }, 0)),
+            vt100::Parser::new_with_callbacks(
+                nz(rows),
+                nz(cols),
+                0,
+                Cap2(
+                    Lines {
+                        max: history,
+                        ..Default::default()
+                    },
+                    0,
+                ),
+            ),
             Default::default(),
             0,
         )
@@ -288,16 +316,10 @@ pub struct Utf8 {
 }
 
 impl Utf8 {
-    pub fn decode<'a>(&mut self, bytes: &'a [u8], scratch: &'a mut String, f: &mut impl FnMut(&str)) {
-        let _ = scratch;
-        let mut buf;
-        let mut input: &[u8] = bytes;
-        if !self.tail.is_empty() {
-            buf = std::mem::take(&mut self.tail);
-            buf.extend_from_slice(bytes);
-            input = unsafe { std::mem::transmute::<&[u8], &'a [u8]>(&buf[..]) };
-            let _ = &mut buf;
-        }
+    pub fn decode(&mut self, bytes: &[u8], f: &mut impl FnMut(&str)) {
+        let mut buf = std::mem::take(&mut self.tail);
+        buf.extend_from_slice(bytes);
+        let mut input = &buf[..];
         loop {
             match std::str::from_utf8(input) {
                 Ok(s) => {
@@ -306,7 +328,7 @@ impl Utf8 {
                 }
                 Err(e) => {
                     let ok = e.valid_up_to();
-                    f(unsafe { std::str::from_utf8_unchecked(&input[..ok]) });
+                    f(std::str::from_utf8(&input[..ok]).expect("valid up to here"));
                     match e.error_len() {
                         None => {
                             self.tail = input[ok..].to_vec();
@@ -379,16 +401,18 @@ impl Model for Avt {
         Avt {
             t: avt::Terminal::with_scrollback(cols as usize, rows as usize, Some(0)).unwrap(),
             utf8: Utf8::default(),
-            lines: Lines { max: history, ..Default::default() },
+            lines: Lines {
+                max: history,
+                ..Default::default()
+            },
             rows,
         }
     }
     fn feed(&mut self, bytes: &[u8]) {
-        let mut s = String::new();
         let t = &mut self.t;
         let lines = &mut self.lines;
         for piece in bytes.split_inclusive(|&b| b == b'\n') {
-            self.utf8.decode(piece, &mut s, &mut |text: &str| {
+            self.utf8.decode(piece, &mut |text: &str| {
                 t.feed_with(text, AvtObs(lines));
             });
         }
@@ -434,7 +458,11 @@ fn ala_c(c: AColor, default: NamedColor) -> C {
         AColor::Named(n) => {
             // Dim colours: the dim attribute carries them.
             let i = n as usize;
-            if (259..267).contains(&i) { C::Idx((i - 259) as u8) } else { C::Default }
+            if (259..267).contains(&i) {
+                C::Idx((i - 259) as u8)
+            } else {
+                C::Default
+            }
         }
         AColor::Spec(rgb) => C::Rgb(rgb.r, rgb.g, rgb.b),
         AColor::Indexed(i) => C::Idx(i),
@@ -459,7 +487,10 @@ fn ala_row(out: &mut String, row: &alacritty_terminal::grid::Row<Cell>, cols: us
     let mut last = 0;
     for c in 0..cols {
         let cell = &row[Column(c)];
-        if cell.c != ' ' || ala_look(cell) != Look::default() || cell.flags.contains(Flags::WIDE_CHAR) {
+        if cell.c != ' '
+            || ala_look(cell) != Look::default()
+            || cell.flags.contains(Flags::WIDE_CHAR)
+        {
             last = c + 1;
         }
     }
@@ -509,11 +540,21 @@ impl Alacritty {
 impl Model for Alacritty {
     const NAME: &'static str = "alacritty_terminal 0.26 + our serializer";
     fn new(rows: u16, cols: u16, history: usize) -> Self {
-        let config = Config { scrolling_history: 4096, ..Config::default() };
+        let config = Config {
+            scrolling_history: 4096,
+            ..Config::default()
+        };
         Alacritty {
-            t: alacritty_terminal::Term::new(config, &TermSize::new(cols as usize, rows as usize), VoidListener),
+            t: alacritty_terminal::Term::new(
+                config,
+                &TermSize::new(cols as usize, rows as usize),
+                VoidListener,
+            ),
             p: Processor::new(),
-            lines: Lines { max: history, ..Default::default() },
+            lines: Lines {
+                max: history,
+                ..Default::default()
+            },
         }
     }
     fn feed(&mut self, bytes: &[u8]) {
@@ -536,7 +577,12 @@ impl Model for Alacritty {
         let alt = mode.contains(TermMode::ALT_SCREEN);
         let mut out = lines_then_screen(&self.lines.all(), alt, rows as u16, &screen);
         let cur = &g.cursor;
-        let _ = write!(out, "\x1b[{};{}H", cur.point.line.0 + 1, cur.point.column.0 + 1);
+        let _ = write!(
+            out,
+            "\x1b[{};{}H",
+            cur.point.line.0 + 1,
+            cur.point.column.0 + 1
+        );
         sgr(&mut out, &ala_look(&cur.template));
         let flag = |out: &mut String, m: TermMode, n: &str| {
             let on = mode.contains(m);
@@ -550,7 +596,11 @@ impl Model for Alacritty {
         flag(&mut out, TermMode::MOUSE_MOTION, "1003");
         flag(&mut out, TermMode::SGR_MOUSE, "1006");
         flag(&mut out, TermMode::UTF8_MOUSE, "1005");
-        out.push_str(if mode.contains(TermMode::APP_KEYPAD) { "\x1b=" } else { "\x1b>" });
+        out.push_str(if mode.contains(TermMode::APP_KEYPAD) {
+            "\x1b="
+        } else {
+            "\x1b>"
+        });
         Some(out.into_bytes())
     }
 }
@@ -588,13 +638,22 @@ pub fn fidelity<M: Model>(data: &[u8], rows: u16, cols: u16) -> String {
     for c in data.chunks(4096) {
         m.feed(c);
     }
-    let Some(state) = m.render() else { return "n/a".into() };
+    let Some(state) = m.render() else {
+        return "n/a".into();
+    };
     let mut want = vt100::Parser::new(nz(rows), nz(cols), hist);
     want.process(data);
     let mut got = vt100::Parser::new(nz(rows), nz(cols), hist + 1000);
     got.process(&state);
     let (mut cells, mut bad, mut first) = (0usize, 0usize, String::new());
-    let cmp = |cells: &mut usize, bad: &mut usize, first: &mut String, w: &vt100::Screen, g: &vt100::Screen, wr: u16, gr: u16, what: &str| {
+    let cmp = |cells: &mut usize,
+               bad: &mut usize,
+               first: &mut String,
+               w: &vt100::Screen,
+               g: &vt100::Screen,
+               wr: u16,
+               gr: u16,
+               what: &str| {
         for c in 0..cols {
             *cells += 1;
             let (a, b) = (w.cell(wr, c).unwrap(), g.cell(gr, c).unwrap());
@@ -610,7 +669,13 @@ pub fn fidelity<M: Model>(data: &[u8], rows: u16, cols: u16) -> String {
             if !same {
                 *bad += 1;
                 if first.is_empty() {
-                    *first = format!("{what} row {wr} col {c}: {:?}/{:?} {:?}/{:?}", a.contents(), b.contents(), a.fgcolor(), b.fgcolor());
+                    *first = format!(
+                        "{what} row {wr} col {c}: {:?}/{:?} {:?}/{:?}",
+                        a.contents(),
+                        b.contents(),
+                        a.fgcolor(),
+                        b.fgcolor()
+                    );
                 }
             }
         }
@@ -645,7 +710,11 @@ pub fn fidelity<M: Model>(data: &[u8], rows: u16, cols: u16) -> String {
     got.screen_mut().set_scrollback(0);
     let mut notes = Vec::new();
     if gs.cursor_position() != ws.cursor_position() {
-        notes.push(format!("cursor {:?}≠{:?}", gs.cursor_position(), ws.cursor_position()));
+        notes.push(format!(
+            "cursor {:?}≠{:?}",
+            gs.cursor_position(),
+            ws.cursor_position()
+        ));
     }
     if gs.alternate_screen() != ws.alternate_screen() {
         notes.push("alt screen".into());
@@ -659,7 +728,9 @@ pub fn fidelity<M: Model>(data: &[u8], rows: u16, cols: u16) -> String {
     if gs.hide_cursor() != ws.hide_cursor() {
         notes.push("cursor vis".into());
     }
-    if gs.mouse_protocol_mode() != ws.mouse_protocol_mode() || gs.mouse_protocol_encoding() != ws.mouse_protocol_encoding() {
+    if gs.mouse_protocol_mode() != ws.mouse_protocol_mode()
+        || gs.mouse_protocol_encoding() != ws.mouse_protocol_encoding()
+    {
         notes.push("mouse".into());
     }
     if wd.min(hist) != gd.min(hist) && !ws.alternate_screen() {
