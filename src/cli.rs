@@ -35,7 +35,7 @@ pub enum Command {
     /// Attach to a session: NAME (local), HOST: or USER@HOST (its most recent), or HOST:NAME. Default: the most recent local one.
     #[command(visible_alias = "a")]
     Attach(AttachArgs),
-    /// List sessions, locally or on HOST.
+    /// List sessions, locally or on HOST (an exited one, kept until someone has seen its end: `exited N`).
     #[command(visible_alias = "list")]
     Ls(LsArgs),
     /// End a session: NAME (local) or HOST:NAME. The program gets SIGHUP.
@@ -244,7 +244,9 @@ pub struct NewArgs {
     /// Do not attach; just start it.
     #[arg(short = 'd', long)]
     pub detached: bool,
-    /// End the session once it has been detached this long (30m, 7d).
+    /// End the session once it has been detached this long (30m, 7d). A
+    /// session whose program exited while nobody watched is kept (output and
+    /// exit status) until attached, killed, this time, or 7 days after the exit.
     #[arg(long, value_name = "DURATION")]
     pub expire: Option<String>,
     /// Program and arguments (default: your login shell). Options of the

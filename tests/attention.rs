@@ -66,10 +66,35 @@ fn entry(rt: &Rt, name: &str) -> serde_json::Value {
 }
 
 fn wait_state(rt: &Rt, name: &str, state: &str) -> serde_json::Value {
-    eventually(&format!("{name} is {state}"), T, || {
+    let deadline = Instant::now() + T;
+    loop {
         let e = entry(rt, name);
-        (e["state"] == state).then_some(e)
-    })
+        if e["state"] == state {
+            return e;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{name} is not {state} after {T:?}: {e}\nits processes:\n{}",
+                processes_of(e["pid"].as_u64().unwrap_or(0))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ps` of a program and its children (what they wait in), for a failure message.
+fn processes_of(pid: u64) -> String {
+    let out = std::process::Command::new("ps")
+        .args([
+            "-o",
+            "pid,ppid,stat,wchan:20,args",
+            "--pid",
+            &pid.to_string(),
+        ])
+        .args(["--ppid", &pid.to_string()])
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -355,7 +380,11 @@ async fn remote_watch_over_quic_gets_each_event_once_across_a_blackhole() {
     let mut seen = serde_json::Value::Null;
     let deadline = Instant::now() + T;
     while seen["asks"] != "during the blackhole" {
-        assert!(Instant::now() < deadline, "the daemon never had it: {seen}");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never had it: {seen}\nits processes:\n{}",
+            processes_of(seen["pid"].as_u64().unwrap_or(0))
+        );
         std::thread::sleep(Duration::from_millis(50));
         seen = entry(&rt, "far");
     }

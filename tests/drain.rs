@@ -16,9 +16,9 @@ use abide::client::transport_memory::TransportMemory;
 use abide::faultproxy::{FaultProxy, TcpFaultProxy};
 use abide::proto::policy::{Choice, Transport};
 use abide::transport::ssh_stdio::SshTarget;
+use common::fake_ssh::{fake_sshd, write_ssh_wrapper};
 use common::remote::{bootstrap, check_exact, quic_target, start_client};
 use common::{alive, eventually, Rt, BIN, T};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Prints `LINE 1..=first` slowly, waits for `go` to exist, prints the rest
 /// up to `LINE total` at once and exits with `code`.
@@ -175,7 +175,7 @@ fn ssh_connector(
     line: &abide::server::bootstrap::ConnectLine,
     port: u16,
 ) -> Arc<RemoteConnector> {
-    let ssh = fake_ssh(rt, port);
+    let ssh = write_ssh_wrapper(rt, port);
     Arc::new(RemoteConnector::new(
         QuicConnector {
             target: quic_target(line, format!("127.0.0.1:{}", line.port).parse().unwrap()),
@@ -189,94 +189,4 @@ fn ssh_connector(
         "test-host".into(),
         TransportMemory::at(rt.scratch().join("transports.toml")),
     ))
-}
-
-/// `ssh [opts] DEST COMMAND` → connect to the relay, send COMMAND, relay
-/// stdio; exits 255 when the connection breaks, as ssh does. (The same
-/// stand-in as `tests/ssh_transport.rs`.)
-const FAKE_SSH: &str = r#"#!/usr/bin/env python3
-import os, socket, sys, threading
-try:
-    s = socket.create_connection(("127.0.0.1", int(os.environ["FAKE_SSH_PORT"])), timeout=5)
-    s.settimeout(None)
-    s.sendall(sys.argv[-1].encode() + b"\n")
-except OSError as e:
-    sys.stderr.write("ssh: connect to host 127.0.0.1: %s\n" % e)
-    sys.exit(255)
-def up():
-    try:
-        while True:
-            b = os.read(0, 65536)
-            if not b:
-                s.shutdown(socket.SHUT_WR)
-                return
-            s.sendall(b)
-    except OSError:
-        os._exit(255)
-threading.Thread(target=up, daemon=True).start()
-try:
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        os.write(1, b)
-except OSError:
-    sys.stderr.write("Connection reset by peer\n")
-    os._exit(255)
-"#;
-
-/// The stand-in ssh, wrapped so that it reaches `port`.
-fn fake_ssh(rt: &Rt, port: u16) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let fake = rt.scratch().join("fake-ssh");
-    std::fs::write(&fake, FAKE_SSH).unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let wrapper = rt.scratch().join("ssh");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nFAKE_SSH_PORT={port} exec {} \"$@\"\n",
-            fake.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
-}
-
-/// The stand-in sshd: one `sh -c COMMAND` per connection, stdio over the socket.
-async fn fake_sshd(rt_dir: std::path::PathBuf) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let rt_dir = rt_dir.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut r = BufReader::new(r);
-                let mut cmd = String::new();
-                if r.read_line(&mut cmd).await.is_err() {
-                    return;
-                }
-                let mut child = tokio::process::Command::new("sh")
-                    .args(["-c", cmd.trim_end()])
-                    .env("ABIDE_RUNTIME_DIR", &rt_dir)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap();
-                let mut cin = child.stdin.take().unwrap();
-                let mut cout = child.stdout.take().unwrap();
-                let up = async { tokio::io::copy(&mut r, &mut cin).await };
-                let down = async {
-                    let r = tokio::io::copy(&mut cout, &mut w).await;
-                    let _ = w.shutdown().await;
-                    r
-                };
-                tokio::select! { _ = up => {}, _ = down => {} }
-            });
-        }
-    });
-    addr
 }

@@ -427,8 +427,17 @@ fn read_frames(mut out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<
 
 /// The first `Down` frame after READY on a `--stdio` relay.
 fn stdio_answer(rt: &Rt, session: &str, hello: &Hello) -> Down {
-    let mut child = rt
-        .command(&["server", "--stdio", "--session", session])
+    stdio_answer_as(rt, session, hello, None)
+}
+
+/// The same, with `original` as the client's command (`SSH_ORIGINAL_COMMAND`);
+/// whatever precedes the ready marker (a connect line) is skipped.
+fn stdio_answer_as(rt: &Rt, session: &str, hello: &Hello, original: Option<&str>) -> Down {
+    let mut cmd = rt.command(&["server", "--stdio", "--session", session]);
+    if let Some(o) = original {
+        cmd.env("SSH_ORIGINAL_COMMAND", o);
+    }
+    let mut child = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -441,9 +450,10 @@ fn stdio_answer(rt: &Rt, session: &str, hello: &Hello) -> Down {
     let mut got = Vec::new();
     let deadline = Instant::now() + T;
     let answer = loop {
-        if got.len() >= ready.len() + 4 {
-            assert_eq!(&got[..ready.len()], ready);
-            let body = &got[ready.len()..];
+        let at = got.windows(ready.len()).position(|w| w == ready);
+        if let Some(at) = at.filter(|at| got.len() >= at + ready.len() + 4) {
+            assert!(original.is_some() || at == 0);
+            let body = &got[at + ready.len()..];
             let len = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
             if body.len() >= 4 + len {
                 break frame::decode::<Down>(&body[4..4 + len]).unwrap();
@@ -509,6 +519,24 @@ fn restricted_stdio_only_attaches_to_its_session() {
     let mut names = rt.session_names();
     names.sort();
     assert_eq!(names, vec!["other".to_string(), "work".to_string()]);
+    // A bootstrap that goes on as the relay (`--then-stdio`) stays restricted.
+    let handover = "abide server --bootstrap --then-stdio --session other";
+    let create = attach(
+        Target::Create(NewSession {
+            name: Some("evil".into()),
+            command: vec!["sleep".into(), "1".into()],
+            ..Default::default()
+        }),
+        WinSize::default(),
+    );
+    match stdio_answer_as(&rt, "work", &create, Some(handover)) {
+        Down::Error { kind, .. } => assert_eq!(kind, ErrorKind::Forbidden),
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    match stdio_answer_as(&rt, "work", &asked, Some(handover)) {
+        Down::Attached(a) => assert_eq!(a.name, "work"),
+        other => panic!("expected Attached, got {other:?}"),
+    }
 }
 
 /// Finding 3: a flood of (spoofable) QUIC Initials made the daemon hold

@@ -42,7 +42,13 @@ fn replay_after_detach_and_sigkill_has_every_line_once_in_order() {
         "an attached client puts its terminal in raw mode"
     );
     a.detach_keys();
-    a.expect_str("[detached from session 'count' \u{2014} reattach: abide attach count]");
+    if let Err(e) = a.expect_within(
+        &regex::escape("[detached from session 'count' \u{2014} reattach: abide attach count]"),
+        T,
+    ) {
+        let log = std::fs::read_to_string(rt.runtime_dir().join("daemon.log")).unwrap_or_default();
+        panic!("{e}\ndaemon log:\n{log}");
+    }
     assert_eq!(a.exit_code(), 0);
     assert!(a.is_cooked(), "terminal restored after detach");
 

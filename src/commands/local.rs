@@ -109,6 +109,10 @@ pub async fn new(args: NewArgs) -> Result<i32> {
                 );
             }
             link.tx.send(&Up::Detach).await?;
+            // Once the daemon has answered, the session counts as detached:
+            // what the program does from then on (a bell, a question) is
+            // marked for `ls` and `watch`, not taken as seen by this client.
+            detach_answered(&mut link).await;
             if let Some(after) = expire {
                 let req = Request::Expire {
                     name: a.name.clone(),
@@ -150,6 +154,20 @@ async fn exited_at_once(link: &mut crate::transport::framed::Link) -> Option<(i3
             }
             Ok(Ok(Some(_))) => {}
             _ => return None,
+        }
+    }
+}
+
+/// Waits (bounded) for the answer to a detach, past any output before it.
+async fn detach_answered(link: &mut crate::transport::framed::Link) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, link.rx.next::<Down>()).await {
+            Ok(Ok(Some(Down::Detached | Down::Exited { .. } | Down::Error { .. })))
+            | Ok(Ok(None))
+            | Ok(Err(_))
+            | Err(_) => return,
+            Ok(Ok(Some(_))) => {}
         }
     }
 }

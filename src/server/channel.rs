@@ -18,7 +18,7 @@ use crate::proto::frame::{
 };
 use crate::proto::server::{Action, ServerChannel};
 use crate::server::daemon::Daemon;
-use crate::server::session::{ReadGap, Session};
+use crate::server::session::{ClientGuard, ReadGap, Session};
 use crate::transport::framed::{FrameReader, FrameWriter};
 
 /// A client gets this long to say hello.
@@ -205,7 +205,7 @@ async fn attach(
         Ok(s) => s,
         Err((kind, message)) => return refuse(&mut tx, kind, message).await,
     };
-    let guard = session.register_client(req.client_id);
+    let guard = Arc::new(session.register_client(req.client_id));
     session.set_size(req.size);
 
     let end = session.end_offset();
@@ -242,6 +242,7 @@ async fn attach(
     let (ack_tx, ack_rx) = watch::channel(start);
     let reader = tokio::spawn(read_half(
         daemon.clone(),
+        guard.clone(),
         session.clone(),
         req.client_id,
         rx,
@@ -256,6 +257,7 @@ async fn attach(
 
 async fn read_half(
     daemon: Arc<Daemon>,
+    guard: Arc<ClientGuard>,
     session: Arc<Session>,
     client_id: u64,
     mut rx: FrameReader,
@@ -288,6 +290,9 @@ async fn read_half(
             },
             Up::Ping { nonce } => ctrl.send(Down::Pong { nonce }).await?,
             Up::Detach => {
+                // Detached before it is said: a program's next output (a
+                // bell, say) already counts as unseen.
+                guard.release();
                 ctrl.send(Down::Detached).await?;
                 break;
             }

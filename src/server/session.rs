@@ -70,12 +70,20 @@ pub struct ClientGuard {
     pub kicked: watch::Receiver<bool>,
 }
 
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
+impl ClientGuard {
+    /// Unregisters now (a detach: from here on the session counts as
+    /// detached, before the client hears so); dropping it later does nothing more.
+    pub fn release(&self) {
         let mut st = self.session.state.lock().unwrap();
         if st.clients.get(&self.client_id).map(|c| c.generation) == Some(self.generation) {
             st.clients.remove(&self.client_id);
         }
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

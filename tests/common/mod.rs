@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_ssh;
 pub mod remote;
 pub mod tmux;
 

@@ -121,8 +121,10 @@ mod tests {
         assert!(f.queued(false, t0));
         f.written();
         // Queued behind something that may not wait: no wait either.
-        let mut f = RelayFlush::default();
-        f.queued = true;
+        let mut f = RelayFlush {
+            queued: true,
+            ..Default::default()
+        };
         assert!(!f.queued(true, t0));
         assert!(f.idle(t0));
     }

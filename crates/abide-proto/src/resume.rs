@@ -122,6 +122,8 @@ pub struct ClientCore {
     outbox: VecDeque<Up>,
     events: VecDeque<Event>,
     finished: bool,
+    /// The user asked to detach: said again on every new link until answered.
+    detaching: bool,
 }
 
 impl ClientCore {
@@ -152,6 +154,7 @@ impl ClientCore {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             finished: false,
+            detaching: false,
         }
     }
 
@@ -195,6 +198,9 @@ impl ClientCore {
                 seq: *seq,
                 data: data.clone(),
             });
+        }
+        if self.detaching {
+            self.outbox.push_back(Up::Detach);
         }
         let (target, resume) = match &self.session {
             Some((id, _)) => (
@@ -249,7 +255,12 @@ impl ClientCore {
         }
     }
 
+    /// Asks the server to detach. The request outlives the link it was made
+    /// on: a link that changes before the answer (a failed link, a fresh one
+    /// adopted) would otherwise take it along, and the client would stay
+    /// attached as if the keys had never been pressed.
     pub fn detach(&mut self) {
+        self.detaching = true;
         self.outbox.push_back(Up::Detach);
     }
 
@@ -769,5 +780,39 @@ mod tests {
         );
         assert!(c.is_finished());
         assert_eq!(drain(&mut c), [Up::ExitSeen, Up::Ack { offset: 3 }]);
+    }
+
+    /// A detach asked for just before the link changed is asked again on the
+    /// new one (after the input typed before it), not lost with the old link.
+    #[test]
+    fn a_detach_survives_a_change_of_link() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        drain(&mut c);
+        c.user_input(b"x");
+        c.detach();
+        // The link fails before anything was sent.
+        c.link_down(t);
+        assert!(drain(&mut c).is_empty());
+        c.hello(t);
+        let sent = drain(&mut c);
+        assert_eq!(
+            sent[..2],
+            [
+                Up::Input {
+                    seq: 1,
+                    data: b"x".to_vec()
+                },
+                Up::Detach
+            ],
+            "{sent:?}"
+        );
+        // A fresh link adopted while the old one still worked: the same.
+        c.hello(t);
+        assert!(drain(&mut c).contains(&Up::Detach));
+        c.on_frame(Down::Detached, t).unwrap();
+        assert!(c.is_finished());
     }
 }
