@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod faultproxy;
 pub mod logging;
 pub mod paths;
+pub mod plain_lines;
 pub mod server;
 pub mod transport;
 

@@ -610,7 +610,9 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             links.core_saw(&ev);
             match ev {
                 Event::Write(bytes) => {
-                    predict.hide(&mut out, screen.model());
+                    if predict.needs_model() {
+                        predict.hide(&mut out, screen.model());
+                    }
                     screen.output(&mut out, &bytes);
                     if let Some(t) = tap.as_mut() {
                         t(&bytes);
@@ -683,7 +685,9 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             screen.show(&mut out, text);
         }
         let wrote = !out.is_empty();
-        predict.render(&mut out, screen.model(), wrote);
+        if predict.needs_model() {
+            predict.render(&mut out, screen.model(), wrote);
+        }
         if !out.is_empty() {
             write_terminal(&out)?;
             out.clear();

@@ -17,10 +17,29 @@
 use std::num::NonZeroU16;
 
 use crate::client::terminal_contract::{self, Tracker};
+use crate::plain_lines::{PlainLines, Scrolls};
 use crate::proto::frame::WinSize;
 
+/// Counts the rows the model scrolls off (all the fast path needs).
+#[derive(Default)]
+struct Scrolled(u64);
+
+impl vt100::Callbacks for Scrolled {
+    fn on_scroll(&mut self, _: vt100::capture::RowContents<'_>, _: bool) {
+        self.0 += 1;
+    }
+}
+
+impl Scrolls for Scrolled {
+    fn scrolls(&self) -> u64 {
+        self.0
+    }
+}
+
 pub struct Screen {
-    model: vt100::Parser,
+    /// Fed through `plain`: a `cat` scrolls most lines straight past it.
+    model: vt100::Parser<Scrolled>,
+    plain: PlainLines,
     shown: Option<String>,
     modes: Tracker,
     /// The model's cursor is the terminal's (the terminal told us at attach).
@@ -36,7 +55,8 @@ impl Screen {
     pub fn new(size: WinSize) -> Self {
         let (r, c) = dims(size);
         Screen {
-            model: vt100::Parser::new(r, c, 0),
+            model: vt100::Parser::new_with_callbacks(r, c, 0, Scrolled::default()),
+            plain: PlainLines::default(),
             shown: None,
             modes: Tracker::default(),
             cursor_known: true,
@@ -60,19 +80,31 @@ impl Screen {
 
     /// Puts the model's cursor where the real one is (zero-based row, col).
     pub fn start_at(&mut self, (row, col): (u16, u16)) {
-        self.model
-            .process(format!("\x1b[{};{}H", row + 1, col + 1).as_bytes());
+        self.feed(format!("\x1b[{};{}H", row + 1, col + 1).as_bytes());
     }
 
     /// The vt100 model of what the terminal shows (the banner excluded);
     /// the echo prediction reads it.
-    pub fn model(&self) -> &vt100::Screen {
+    pub fn model(&mut self) -> &vt100::Screen {
+        self.flush();
         self.model.screen()
     }
 
     pub fn resize(&mut self, size: WinSize) {
+        self.flush();
         let (r, c) = dims(size);
         self.model.set_size(r, c);
+        self.plain.unsettle();
+    }
+
+    /// Runs of plain lines may be held back (see `plain_lines`): whatever
+    /// reads the model calls [`Screen::flush`] first.
+    fn feed(&mut self, bytes: &[u8]) {
+        self.plain.process(&mut self.model, bytes, 0);
+    }
+
+    fn flush(&mut self) {
+        self.plain.flush(&mut self.model);
     }
 
     pub fn is_shown(&self) -> bool {
@@ -83,11 +115,17 @@ impl Screen {
     pub fn output(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         self.hide(out);
         out.extend_from_slice(bytes);
-        self.model.process(bytes);
+        self.feed(bytes);
         self.modes.observe(bytes);
-        let screen = self.model.screen();
-        if !screen.alternate_screen() {
-            self.main_newline = !self.cursor_known || screen.cursor_position().1 != 0;
+        if let Some(col0) = self.plain.held() {
+            // Held plain lines: the main screen, the cursor at the start of
+            // the bottom row or after a cut line's printed start.
+            self.main_newline = !self.cursor_known || !col0;
+        } else {
+            let screen = self.model.screen();
+            if !screen.alternate_screen() {
+                self.main_newline = !self.cursor_known || screen.cursor_position().1 != 0;
+            }
         }
         if self.publish {
             self.publish_leave();
@@ -102,7 +140,7 @@ impl Screen {
         self.hide(out);
         let leave = self.modes.modes().leave_sequence();
         out.extend_from_slice(&leave);
-        self.model.process(&leave);
+        self.feed(&leave);
         self.modes = Tracker::default();
     }
 
@@ -122,6 +160,7 @@ impl Screen {
         if self.shown.as_deref() == Some(text) {
             return;
         }
+        self.flush();
         let (rows, cols) = self.model.screen().size();
         let cols = cols.get() as usize;
         let mut line: String = text.chars().take(cols.saturating_sub(1)).collect();
@@ -139,6 +178,7 @@ impl Screen {
         if self.shown.take().is_none() {
             return;
         }
+        self.flush();
         let screen = self.model.screen();
         let (rows, cols) = screen.size();
         self.save_cursor(out);
@@ -222,6 +262,42 @@ mod tests {
         term.process(&out);
         assert_eq!(term.screen().contents(), before.0 + "x");
         assert!(term.screen().cell(0, 0).unwrap().bold());
+    }
+
+    /// Plain lines held back by the model (a `cat`) are applied before the
+    /// banner is drawn over the bottom row, and before output takes it away.
+    #[test]
+    fn banner_after_held_lines_restores_the_row_under_it() {
+        let mut s = Screen::new(WinSize { rows: 5, cols: 30 });
+        let mut term = term(5, 30);
+        let mut out = Vec::new();
+        let lines: String = (0..100).map(|i| format!("cat line {i}\r\n")).collect();
+        s.output(&mut out, b"$ cat f\r\n");
+        for c in lines.as_bytes().chunks(37) {
+            s.output(&mut out, c);
+        }
+        s.output(&mut out, b"partial");
+        assert!(s.leave_sequence().1, "the cursor is after a cut line");
+        term.process(&out);
+        let before = (term.screen().contents(), term.screen().cursor_position());
+        out.clear();
+        s.show(&mut out, "abide: no contact for 3 s");
+        term.process(&out);
+        // More lines arrive (held again), then the banner goes.
+        out.clear();
+        s.output(&mut out, b" end\r\nlast 1\r\nlast 2\r\n");
+        term.process(&out);
+        let mut want = super::tests::term(5, 30);
+        want.process(b"$ cat f\r\n");
+        want.process(lines.as_bytes());
+        want.process(b"partial end\r\nlast 1\r\nlast 2\r\n");
+        assert_eq!(term.screen().contents(), want.screen().contents());
+        assert_eq!(
+            term.screen().cursor_position(),
+            want.screen().cursor_position()
+        );
+        assert_eq!(s.model().contents(), want.screen().contents());
+        assert!(before.0.starts_with("cat line 96\n"), "{:?}", before.0);
     }
 
     /// The user's terminal already shows earlier output the model never saw:

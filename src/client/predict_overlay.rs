@@ -218,6 +218,12 @@ impl PredictOverlay {
         put_cursor_back(out, screen);
     }
 
+    /// Whether `hide` or `render` would look at the model (the driver then
+    /// brings it up to date; most of the time nothing is predicted).
+    pub fn needs_model(&self) -> bool {
+        !self.drawn.is_empty() || self.cursor_moved || !(self.off() || self.core.is_idle())
+    }
+
     /// After the model was updated: judge the predictions against it and draw
     /// what is still predicted. `redraw`: something else was written since the
     /// overlay was drawn (a banner), so draw it all again.

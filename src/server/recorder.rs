@@ -153,8 +153,9 @@ impl Recorder {
     /// model parses, and the client gets the newest state there is at once.
     /// `None` when the model has not got past `from` yet.
     pub fn state_since(&self, from: u64, budget: usize, name: &str) -> Option<(Vec<u8>, u64)> {
-        let model = self.model.lock().unwrap();
-        (model.offset > from).then(|| (model.term.render_since(from, budget, name).0, model.offset))
+        let mut model = self.model.lock().unwrap();
+        let at = model.offset;
+        (at > from).then(|| (model.term.render_since(from, budget, name).0, at))
     }
 
     /// How far the model has processed the log.

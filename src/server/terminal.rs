@@ -15,10 +15,12 @@ use std::num::NonZeroU16;
 
 use vt100::{Callbacks, Parser};
 
+use crate::plain_lines::{PlainLines, Scrolls};
 use crate::proto::frame::WinSize;
 
 pub struct Terminal {
     parser: Parser<History>,
+    plain: PlainLines,
 }
 
 /// Rows that scrolled off, formatted, in one buffer: a `String` per row cost
@@ -42,6 +44,8 @@ struct History {
     checkpoints: VecDeque<(u64, u64)>,
     /// The end offset of the piece being parsed now.
     piece_end: u64,
+    /// Rows the parser scrolled off (the fast path checks it moved by one).
+    scrolls: u64,
 }
 
 const CHECKPOINT_EVERY: u64 = 64;
@@ -55,6 +59,12 @@ impl History {
 
     fn len(&self) -> usize {
         self.starts.len()
+    }
+
+    /// Live row `k` (0 is the oldest kept).
+    fn line(&self, k: usize) -> &str {
+        let end = self.starts.get(k + 1).copied().unwrap_or(self.text.len());
+        &self.text[self.starts[k]..end]
     }
 
     /// How many rows scrolled off after `from`, counting those no longer
@@ -75,13 +85,10 @@ impl History {
     }
 }
 
-impl Callbacks for History {
-    fn on_scroll(&mut self, row: vt100::capture::RowContents<'_>, alternate_screen: bool) {
-        // Rows scrolled by a full-screen program on the alternate screen are not
-        // history the user would find in their scrollback.
-        if alternate_screen || self.max_lines == 0 {
-            return;
-        }
+impl History {
+    /// Starts a row that scrolled off by stream offset `tag`: counts it,
+    /// checkpoints it, makes room; the caller appends its text.
+    fn start_row(&mut self, tag: u64) {
         if self.total % CHECKPOINT_EVERY == 0 {
             if self.checkpoints.len() == MAX_CHECKPOINTS {
                 // Thin out rather than forget: old rows are counted more
@@ -92,7 +99,7 @@ impl Callbacks for History {
                     k % 2 == 1
                 });
             }
-            self.checkpoints.push_back((self.total, self.piece_end));
+            self.checkpoints.push_back((self.total, tag));
         }
         self.total += 1;
         if self.starts.len() == self.max_lines {
@@ -105,10 +112,43 @@ impl Callbacks for History {
             }
         }
         self.starts.push_back(self.text.len());
-        self.tags.push_back(self.piece_end);
+        self.tags.push_back(tag);
+    }
+}
+
+impl Callbacks for History {
+    fn on_scroll(&mut self, row: vt100::capture::RowContents<'_>, alternate_screen: bool) {
+        self.scrolls += 1;
+        // Rows scrolled by a full-screen program on the alternate screen are not
+        // history the user would find in their scrollback.
+        if alternate_screen || self.max_lines == 0 {
+            return;
+        }
+        self.start_row(self.piece_end);
         let mut state = vt100::capture::BasicFormattedCaptureState::new();
         // Writing into a String cannot fail.
         let _ = row.write_formatted_basic(&mut self.text, &mut state);
+    }
+}
+
+impl Scrolls for History {
+    fn scrolls(&self) -> u64 {
+        self.scrolls
+    }
+
+    fn piece_end(&mut self, end: u64) {
+        self.piece_end = end;
+    }
+
+    fn passed_through(&mut self, line: &[u8], tag: u64) {
+        if self.max_lines == 0 {
+            return;
+        }
+        self.start_row(tag);
+        // Printable ASCII (checked by `plain_lines`): what vt100 would have
+        // captured for it, byte for byte.
+        self.text
+            .push_str(std::str::from_utf8(line).expect("plain lines are ASCII"));
     }
 }
 
@@ -135,46 +175,58 @@ impl Terminal {
             total: 0,
             checkpoints: VecDeque::new(),
             piece_end: 0,
+            scrolls: 0,
         };
         Terminal {
             parser: Parser::new_with_callbacks(rows, cols, 0, history),
+            plain: PlainLines::default(),
         }
     }
 
+    /// Processes `bytes` and brings the model up to date (tests).
     pub fn process(&mut self, bytes: &[u8]) {
-        self.parser.process(bytes);
+        self.plain.process(&mut self.parser, bytes, 0);
+        self.flush();
+    }
+
+    /// Applies what `process_at` held back (a run of plain lines): every
+    /// method that looks at the model calls it first.
+    fn flush(&mut self) {
+        self.plain.flush(&mut self.parser);
     }
 
     /// Processes `bytes`, which start at stream offset `offset`, one line at
     /// a time, so that each row that scrolls off is tagged with the offset of
     /// the line feed (or the end of `bytes`) after which it was gone.
+    /// Runs of plain lines that scroll straight through the screen skip the
+    /// parser (see `plain_lines`), with the same result.
     pub fn process_at(&mut self, bytes: &[u8], offset: u64) {
-        let mut at = offset;
-        for piece in bytes.split_inclusive(|&b| b == b'\n') {
-            at += piece.len() as u64;
-            self.parser.callbacks_mut().piece_end = at;
-            self.parser.process(piece);
-        }
+        self.plain.process(&mut self.parser, bytes, offset);
     }
 
     pub fn resize(&mut self, size: WinSize) {
+        self.flush();
         let (rows, cols) = dims(size);
         self.parser.set_size(rows, cols);
+        self.plain.unsettle();
     }
 
-    pub fn history_len(&self) -> usize {
+    pub fn history_len(&mut self) -> usize {
+        self.flush();
         self.parser.callbacks().len()
     }
 
     /// Visible screen as plain text (tests and diagnostics).
-    pub fn screen_text(&self) -> String {
+    pub fn screen_text(&mut self) -> String {
+        self.flush();
         self.parser.screen().contents()
     }
 
     /// Escape sequences that, written to a terminal of the same size, put the
     /// scrollback into its native scrollback and then reproduce the screen,
     /// cursor and input modes.
-    pub fn render_snapshot(&self) -> Vec<u8> {
+    pub fn render_snapshot(&mut self) -> Vec<u8> {
+        self.flush();
         let screen = self.parser.screen();
         let mut out = String::new();
         // Leave the alternate screen and reset attributes so that history lands
@@ -214,35 +266,45 @@ impl Terminal {
     /// they are rewritten in place and the screen rows printed after them
     /// push them into the client's native scrollback. Returns the bytes and
     /// how many rows the marker stands for.
-    pub fn render_since(&self, from: u64, budget: usize, name: &str) -> (Vec<u8>, u64) {
+    pub fn render_since(&mut self, from: u64, budget: usize, name: &str) -> (Vec<u8>, u64) {
+        self.flush();
         let screen = self.parser.screen();
         let h = self.parser.callbacks();
         let after = h.rows_after(from);
-        let live: Vec<&str> = {
-            let skip = h.len() - (after as usize).min(h.len());
-            h.lines().skip(skip).collect()
-        };
+        let first = h.len() - (after as usize).min(h.len());
         let mut used = 0;
-        let fit = live
-            .iter()
+        let fit = (first..h.len())
             .rev()
-            .take_while(|l| {
-                used += l.len() + 8;
+            .take_while(|&k| {
+                used += h.line(k).len() + 8;
                 used <= budget
             })
             .count();
         let omitted = after - fit as u64;
         let mut out = String::new();
         out.push_str("\x1b[?1049l\x1b[0m\x1b[H");
+        let mut printed = 0;
         if omitted > 0 {
             out.push_str(&format!(
                 "\x1b[2K\x1b[7mabide: {omitted} earlier lines not shown \u{2014} `abide history {name}` has them\x1b[0m\r\n"
             ));
+            printed += 1;
         }
-        for line in &live[live.len() - fit..] {
-            out.push_str("\x1b[2K");
-            out.push_str(line);
-            out.push_str("\x1b[0m\r\n");
+        let rows = screen.size().0.get() as usize;
+        for k in h.len() - fit..h.len() {
+            let line = h.line(k);
+            if printed >= rows && !line.contains('\x1b') {
+                // Below a screenful the bottom row is blank (just scrolled in)
+                // and the pen is default: a plain line is written as itself,
+                // which the client's model lets scroll past (`plain_lines`).
+                out.push_str(line);
+                out.push_str("\r\n");
+            } else {
+                out.push_str("\x1b[2K");
+                out.push_str(line);
+                out.push_str("\x1b[0m\r\n");
+            }
+            printed += 1;
         }
         if screen.alternate_screen() {
             out.push_str("\x1b[?1049h");
@@ -257,7 +319,8 @@ impl Terminal {
 
     /// The history kept (the newest `tail` rows when given) as lines of
     /// text with attributes, for `abide history`.
-    pub fn history_text(&self, tail: Option<usize>) -> Vec<u8> {
+    pub fn history_text(&mut self, tail: Option<usize>) -> Vec<u8> {
+        self.flush();
         let h = self.parser.callbacks();
         let skip = tail.map_or(0, |t| h.len().saturating_sub(t));
         let mut out = String::new();
@@ -374,8 +437,12 @@ mod tests {
     #[test]
     fn state_since_an_offset_continues_the_viewers_scrollback() {
         let size = WinSize { rows: 5, cols: 20 };
+        // Coloured lines, and plain ones (which a state writes as themselves).
         let lines: Vec<String> = (0..200)
-            .map(|i| format!("\x1b[3{}mline {i}\x1b[0m\r\n", i % 8))
+            .map(|i| match i % 3 {
+                0 => format!("line {i}\r\n"),
+                _ => format!("\x1b[3{}mline {i}\x1b[0m\r\n", i % 8),
+            })
             .collect();
         let all: Vec<u8> = lines.concat().into_bytes();
         for cut_line in [0usize, 3, 7, 60, 150] {
@@ -398,6 +465,25 @@ mod tests {
             let want: String =
                 (0..200).map(|i| format!("line {i}\n")).collect::<String>() + "prompt$";
             assert_eq!(seen, want, "cut at line {cut_line}");
+            // Every line in its own colour: the last cell of each ("line N").
+            viewer.screen_mut().set_scrollback(usize::MAX);
+            let depth = viewer.screen().scrollback();
+            for k in (1..=depth).rev() {
+                viewer.screen_mut().set_scrollback(k);
+                let text = viewer.screen().rows(0, 20).next().unwrap();
+                let i: usize = text.trim_start_matches("line ").trim().parse().unwrap();
+                let want = match i % 3 {
+                    0 => vt100::Color::Default,
+                    _ => vt100::Color::Idx((i % 8) as u8),
+                };
+                let last = text.trim_end().len() as u16 - 1;
+                assert_eq!(
+                    viewer.screen().cell(0, last).unwrap().fgcolor(),
+                    want,
+                    "{text}"
+                );
+            }
+            viewer.screen_mut().set_scrollback(0);
             // "line 196" tops the screen, in its colour (196 % 8).
             assert_eq!(
                 viewer.screen().cell(0, 0).unwrap().fgcolor(),

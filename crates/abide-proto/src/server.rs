@@ -151,7 +151,8 @@ impl ServerChannel {
 
     /// The link's delivery rate in bytes/s, once measured.
     pub fn bandwidth(&self) -> Option<f64> {
-        self.rates.iter().map(|r| r.1).reduce(f64::max)
+        // `rates` only keeps samples that may still be the window's maximum.
+        self.rates.front().map(|r| r.1)
     }
 
     pub fn min_rtt(&self) -> Option<Duration> {
@@ -194,6 +195,13 @@ impl ServerChannel {
             // An app-limited sample only shows a lower bound; it counts when
             // it beats the estimate.
             if !s.app_limited || self.bandwidth().is_none_or(|bw| rate > bw) {
+                // A sliding-window maximum: an older sample no larger than
+                // this one can never be the maximum again (this one outlives
+                // it), so the front is the maximum and polls stay O(1) however
+                // many acks a fast link brings.
+                while self.rates.back().is_some_and(|r| r.1 <= rate) {
+                    self.rates.pop_back();
+                }
                 self.rates.push_back((now, rate));
             }
             let rtt = now.saturating_duration_since(s.at);
