@@ -20,7 +20,8 @@ use abide::proto::policy::{Choice, Transport};
 use abide::transport::ssh_stdio::SshTarget;
 use common::fake_ssh::{fake_sshd_counted, write_ssh_wrapper};
 use common::remote::{bootstrap, check_exact, program, quic_target, start_client};
-use common::{Rt, BIN};
+use common::{numbered_lines, PtyClient, Rt, BIN};
+use nix::sys::signal::Signal;
 
 /// The grant idles out this long after its connection went.
 const GRANT_TTL_MS: u64 = 1500;
@@ -148,5 +149,60 @@ async fn no_new_grant_says_how_to_reattach() {
     assert!(
         String::from_utf8_lossy(&ls.stdout).contains(&s.line.session_name),
         "{ls:?}"
+    );
+}
+
+/// As a user meets it: `abide HOST` in a terminal, the laptop asleep (the
+/// client stopped) past the grant's idle time, then awake: one ssh login
+/// more for the new grant, a one-line notice, and every line once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asleep_past_its_grant_wakes_up_in_its_session() {
+    let rt = short_grants();
+    // The daemon starts here, with the test knobs (the stand-in sshd does
+    // not pass them on); the bootstrap over ssh finds it.
+    rt.ok(&["new", "-d", "-s", "keep", "--", "sleep", "300"]);
+    let (sshd, logins) = fake_sshd_counted(rt.runtime_dir()).await;
+    let ssh = write_ssh_wrapper(&rt, sshd.port());
+    let lines = 150;
+    let program = format!(
+        "i=0; while [ $i -lt {lines} ]; do i=$((i+1)); echo \"LINE $i\"; sleep 0.1; done; sleep 300"
+    );
+    let cmd = rt.command(&[
+        "--ssh",
+        &ssh.display().to_string(),
+        "--server",
+        BIN,
+        "--transport",
+        "udp",
+        "--udp-ports",
+        "0",
+        "me@127.0.0.1",
+        "--",
+        "sh",
+        "-c",
+        &program,
+    ]);
+    let mut client = PtyClient::spawn(cmd, 24, 80);
+    let done = tokio::task::spawn_blocking(move || {
+        client.expect_str("LINE 10\r\n");
+        client.kill(Signal::SIGSTOP);
+        std::thread::sleep(AWAY);
+        client.kill(Signal::SIGCONT);
+        client.expect_str("signed in again over ssh");
+        client.expect_str(&format!("LINE {lines}\r\n"));
+        let seen = numbered_lines(&client.output());
+        client.send(b"\x1e.");
+        client.wait();
+        seen
+    });
+    let seen = tokio::time::timeout(Duration::from_secs(90), done)
+        .await
+        .expect("the session came back")
+        .unwrap();
+    assert_eq!(seen, (1..=lines as u64).collect::<Vec<_>>());
+    assert_eq!(
+        logins.load(Ordering::SeqCst),
+        2,
+        "the bootstrap, then one login for the new grant"
     );
 }

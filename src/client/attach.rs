@@ -596,6 +596,7 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
     let mut watch_tick = tokio::time::interval(Duration::from_secs(1));
     let mut watch = Watch::new(links.connector.as_ref());
     let mut notice_until: Option<Instant> = None;
+    let mut held_notice: Option<policy::Notice> = None;
     // The attach announcement: shown again after output takes the banner away.
     let mut away: Option<String> = None;
     let mut out = Vec::with_capacity(64 * 1024);
@@ -627,6 +628,10 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
                 Event::LinkBack => {
                     lost_since = None;
                     screen.hide(&mut out);
+                    if let Some(n) = held_notice.take() {
+                        screen.show(&mut out, &n.to_string());
+                        notice_until = Some(Instant::now() + NOTICE_FOR);
+                    }
                 }
                 Event::Exited { code } => {
                     write_terminal(&out)?;
@@ -659,9 +664,15 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
         if terminal {
             if let Some(n) = links.notices.pop() {
                 links.notices.clear();
-                screen.hide(&mut out);
-                screen.show(&mut out, &n.to_string());
-                notice_until = Some(Instant::now() + NOTICE_FOR);
+                if lost_since.is_some() {
+                    // The no-contact banner has the line: said once contact is back
+                    // (a new grant is announced before the link it makes).
+                    held_notice = Some(n);
+                } else {
+                    screen.hide(&mut out);
+                    screen.show(&mut out, &n.to_string());
+                    notice_until = Some(Instant::now() + NOTICE_FOR);
+                }
             }
         } else {
             // No banner without a terminal: the output stays the program's bytes.

@@ -132,9 +132,7 @@ impl std::fmt::Display for Notice {
                 "abide: no UDP reply yet; carrying on over ssh (trying UDP in the background)"
             }
             Notice::BackOnQuic => "abide: UDP gets through; moved the session to QUIC",
-            Notice::Regranted => {
-                "abide: the server had forgotten this client (away too long); signed in again over ssh"
-            }
+            Notice::Regranted => "abide: away too long for the server; signed in again over ssh",
         })
     }
 }
