@@ -212,6 +212,17 @@ struct Handed {
 }
 
 async fn connect_handed(lines: u32, interval_ms: u32, udp_open: bool) -> Handed {
+    connect_handed_with(lines, interval_ms, udp_open, false).await
+}
+
+/// [`connect_handed`]; `hold_ssh`: the ssh path holds every byte from the
+/// moment the bootstrap is done (the client's hello on it waits in the proxy).
+async fn connect_handed_with(
+    lines: u32,
+    interval_ms: u32,
+    udp_open: bool,
+    hold_ssh: bool,
+) -> Handed {
     let rt = Rt::new();
     let (sshd, logins) = fake_sshd_counted(rt.runtime_dir()).await;
     let tcp = TcpFaultProxy::start(sshd).await.unwrap();
@@ -254,6 +265,7 @@ async fn connect_handed(lines: u32, interval_ms: u32, udp_open: bool) -> Handed 
         "test-host".into(),
         TransportMemory::at(rt.scratch().join("transports.toml")),
     );
+    tcp.blackhole(hold_ssh);
     let client = start_client_handed(Arc::new(remote), b.line.session_id, Some(link));
     Handed {
         rt,
@@ -305,6 +317,28 @@ async fn handed_over_ssh_gives_way_to_quic() {
     check_exact(&out, lines, &["typed-on-quic"]);
     assert!(h.udp.counters().down.load(Ordering::Relaxed) > 0);
     assert_eq!(h.logins.load(Ordering::SeqCst), 1, "a second ssh login");
+}
+
+/// The handed-over ssh link's hello is sent first but can reach the daemon
+/// after QUIC's (the relay starts, the path is slow): the daemon then retires
+/// the newer QUIC channel with a detach nobody asked for. The lab saw
+/// `abide HOST` end at once with "[detached from session 'login' …]"; the
+/// session must go on, on a fresh link, with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_hello_on_the_handed_over_link_does_not_detach_the_session() {
+    let lines = 60;
+    let h = connect_handed_with(lines, 50, true, true).await;
+    let _rt = &h.rt;
+    // QUIC attaches (the held ssh hello cannot), and shows output.
+    h.client.wait_for("LINE 2\r\n", LONG).await;
+    // Now the old hello gets through and the daemon retires the QUIC channel.
+    h.tcp.blackhole(false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.client.type_line("still-here").await;
+    h.client.wait_for("GOT:still-here", LONG).await;
+    h.client.wait_for(&format!("LINE {lines}\r\n"), LONG).await;
+    let out = h.client.finish().await;
+    check_exact(&out, lines, &["still-here"]);
 }
 
 /// Echo round trips over the ssh transport (the fake ssh, like OpenSSH for a

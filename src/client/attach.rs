@@ -18,7 +18,7 @@ use crate::client::escape::{Action, EscapeReader};
 use crate::client::tty;
 use crate::proto::frame::{Down, Target, WinSize};
 use crate::proto::policy::{self, AttemptId, Choice, ConnectError, LinkPolicy};
-use crate::proto::resume::{ClientCore, Event, Timing};
+use crate::proto::resume::{ClientCore, Event, ProtocolError, Timing};
 use crate::transport::framed::{Link, LinkKind};
 
 /// A frame write that takes longer than this means the link is stuck.
@@ -226,6 +226,10 @@ impl Links {
                     seen(&f);
                     match core.on_frame(f, now) {
                         Ok(()) => self.policy.heard(now),
+                        Err(e @ ProtocolError::Retired) => {
+                            tracing::debug!("{e}");
+                            self.broken(core);
+                        }
                         Err(e) => {
                             tracing::warn!("protocol error, reconnecting: {e}");
                             self.broken(core);

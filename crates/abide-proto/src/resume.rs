@@ -102,6 +102,12 @@ pub enum ProtocolError {
     OffsetOverflow { offset: u64, len: usize },
     #[error("unexpected frame before attach: {0}")]
     Unexpected(&'static str),
+    /// A detach this client never asked for: the server retired this link
+    /// because a link of the same client attached after it (its hello got
+    /// there first, though sent later: the bootstrap's ssh is slower to reach
+    /// the daemon than QUIC). The session goes on; this link is dropped.
+    #[error("the server retired this link: another link of this client attached after it")]
+    Retired,
 }
 
 #[derive(Debug)]
@@ -343,6 +349,7 @@ impl ClientCore {
                 self.outbox.push_back(Up::ExitSeen);
                 self.events.push_back(Event::Exited { code });
             }
+            Down::Detached if !self.detaching => return Err(ProtocolError::Retired),
             Down::Detached => {
                 self.finished = true;
                 self.events.push_back(Event::Detached);
@@ -888,6 +895,28 @@ mod tests {
         // A fresh link adopted while the old one still worked: the same.
         c.hello(t);
         assert!(drain(&mut c).contains(&Up::Detach));
+        c.on_frame(Down::Detached, t).unwrap();
+        assert!(c.is_finished());
+    }
+
+    /// A detach nobody asked for is the server retiring a link that a newer
+    /// link of this client replaced; seen on the link in use (the older
+    /// hello reached the daemon last), it must not end the session.
+    #[test]
+    fn a_detach_not_asked_for_retires_the_link_only() {
+        let t = Instant::now();
+        let mut c = core(t);
+        c.hello(t);
+        c.on_frame(attached(9, 0, 0), t).unwrap();
+        assert_eq!(c.on_frame(Down::Detached, t), Err(ProtocolError::Retired));
+        assert!(!c.is_finished());
+        while let Some(ev) = c.poll_event() {
+            assert!(!matches!(ev, Event::Detached), "{ev:?}");
+        }
+        c.link_down(t);
+        c.hello(t);
+        assert!(!drain(&mut c).contains(&Up::Detach));
+        c.detach();
         c.on_frame(Down::Detached, t).unwrap();
         assert!(c.is_finished());
     }
