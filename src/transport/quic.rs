@@ -95,8 +95,8 @@ fn server_transport_config() -> Arc<quinn::TransportConfig> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(60), Duration::from_millis);
-    let mut t = Arc::try_unwrap(transport_config(idle))
-        .unwrap_or_else(|_| unreachable!("fresh config"));
+    let mut t =
+        Arc::try_unwrap(transport_config(idle)).unwrap_or_else(|_| unreachable!("fresh config"));
     t.max_concurrent_bidi_streams(MAX_STREAMS.into())
         .max_concurrent_uni_streams(0u32.into())
         .stream_receive_window(SERVER_STREAM_WINDOW.into())
