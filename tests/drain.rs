@@ -12,12 +12,10 @@ use std::time::Duration;
 use abide::client::attach::Outcome;
 use abide::client::connector::Connector;
 use abide::client::remote::{QuicConnector, RemoteConnector};
-use abide::client::transport_memory::TransportMemory;
 use abide::faultproxy::{FaultProxy, TcpFaultProxy};
 use abide::proto::policy::{Choice, Transport};
-use abide::transport::ssh_stdio::SshTarget;
 use common::fake_ssh::{fake_sshd, write_ssh_wrapper};
-use common::remote::{bootstrap, check_exact, quic_target, start_client};
+use common::remote::{bootstrap, check_exact, quic_target, remote_connector, start_client};
 use common::{alive, eventually, Rt, BIN, T};
 
 /// Prints `LINE 1..=first` slowly, waits for `go` to exist, prints the rest
@@ -176,17 +174,12 @@ fn ssh_connector(
     port: u16,
 ) -> Arc<RemoteConnector> {
     let ssh = write_ssh_wrapper(rt, port);
-    Arc::new(RemoteConnector::new(
-        QuicConnector {
-            target: quic_target(line, format!("127.0.0.1:{}", line.port).parse().unwrap()),
-        },
-        SshTarget {
-            ssh: vec![ssh.display().to_string()],
-            dest: "127.0.0.1".into(),
-            server: BIN.into(),
-        },
+    Arc::new(remote_connector(
+        rt,
+        line,
+        format!("127.0.0.1:{}", line.port).parse().unwrap(),
+        vec![ssh.display().to_string()],
+        BIN,
         Choice::Only(Transport::Ssh),
-        "test-host".into(),
-        TransportMemory::at(rt.scratch().join("transports.toml")),
     ))
 }

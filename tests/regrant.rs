@@ -13,13 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abide::client::options::{RemoteOpts, TransportChoice};
-use abide::client::remote::{QuicConnector, RemoteConnector};
-use abide::client::transport_memory::TransportMemory;
+use abide::client::remote::RemoteConnector;
 use abide::faultproxy::FaultProxy;
 use abide::proto::policy::{Choice, Transport};
-use abide::transport::ssh_stdio::SshTarget;
 use common::fake_ssh::{fake_sshd_counted, write_ssh_wrapper};
-use common::remote::{bootstrap, check_exact, program, quic_target, start_client};
+use common::remote::{bootstrap, check_exact, program, remote_connector, start_client};
 use common::{numbered_lines, PtyClient, Rt, BIN};
 use nix::sys::signal::Signal;
 
@@ -53,19 +51,13 @@ async fn setup(rt: Rt, lines: u32, ssh_port: u16) -> Setup {
         transport: TransportChoice::Udp,
         udp_ports: None,
     };
-    let ssh = SshTarget {
-        ssh: vec![wrapper],
-        dest: "127.0.0.1".into(),
-        server: BIN.into(),
-    };
-    let remote = RemoteConnector::new(
-        QuicConnector {
-            target: quic_target(&line, proxy.addr()),
-        },
-        ssh,
+    let remote = remote_connector(
+        &rt,
+        &line,
+        proxy.addr(),
+        vec![wrapper],
+        BIN,
         Choice::Only(Transport::Quic),
-        "test-host".into(),
-        TransportMemory::at(rt.scratch().join("transports.toml")),
     )
     .with_regrant(opts);
     Setup {

@@ -10,14 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use abide::client::remote::{QuicConnector, RemoteConnector};
+use abide::client::remote::RemoteConnector;
 use abide::client::transport_memory::{network_of, TransportMemory};
 use abide::faultproxy::{FaultProxy, TcpFaultProxy};
 use abide::proto::policy::{Choice, Transport};
-use abide::transport::ssh_stdio::SshTarget;
 use common::fake_ssh::{fake_sshd, fake_sshd_counted, write_ssh_wrapper};
 use common::remote::{
-    bootstrap, check_exact, program, quic_target, start_client, start_client_handed,
+    bootstrap, check_exact, program, remote_connector, start_client, start_client_handed,
 };
 use common::{PtyClient, Rt, BIN};
 
@@ -46,19 +45,13 @@ async fn setup_in(rt: Rt, lines: u32, interval_ms: u32) -> Setup {
     // SAFETY of the environment: the fake ssh reads the port from its own
     // environment, which it inherits; the variable names this test's proxy.
     let wrapper = write_ssh_wrapper(&rt, tcp.addr().port());
-    let ssh = SshTarget {
-        ssh: vec![wrapper.display().to_string()],
-        dest: "127.0.0.1".into(),
-        server: BIN.into(),
-    };
-    let remote = RemoteConnector::new(
-        QuicConnector {
-            target: quic_target(&line, udp.addr()),
-        },
-        ssh,
+    let remote = remote_connector(
+        &rt,
+        &line,
+        udp.addr(),
+        vec![wrapper.display().to_string()],
+        BIN,
         Choice::Race,
-        "test-host".into(),
-        TransportMemory::at(rt.scratch().join("transports.toml")),
     );
     Setup {
         rt,
@@ -252,18 +245,13 @@ async fn connect_handed_with(
         .await
         .unwrap();
     udp.blackhole(!udp_open);
-    let remote = RemoteConnector::new(
-        QuicConnector {
-            target: quic_target(&b.line, udp.addr()),
-        },
-        SshTarget {
-            ssh: abide::client::remote::ssh_argv(&opts).unwrap(),
-            dest: "127.0.0.1".into(),
-            server: b.server.clone(),
-        },
+    let remote = remote_connector(
+        &rt,
+        &b.line,
+        udp.addr(),
+        abide::client::remote::ssh_argv(&opts).unwrap(),
+        &b.server,
         Choice::Race,
-        "test-host".into(),
-        TransportMemory::at(rt.scratch().join("transports.toml")),
     );
     tcp.blackhole(hold_ssh);
     let client = start_client_handed(Arc::new(remote), b.line.session_id, Some(link));

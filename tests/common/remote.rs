@@ -60,6 +60,33 @@ pub fn quic_target(
     }
 }
 
+/// The connector a test client uses for the session `line` granted: QUIC to
+/// `udp` (a fault proxy, or the daemon's port), ssh as `ssh` runs
+/// `server` on 127.0.0.1, per `choice`; its transport memory in the
+/// test's scratch directory.
+pub fn remote_connector(
+    rt: &Rt,
+    line: &ConnectLine,
+    udp: std::net::SocketAddr,
+    ssh: Vec<String>,
+    server: &str,
+    choice: abide::proto::policy::Choice,
+) -> abide::client::remote::RemoteConnector {
+    abide::client::remote::RemoteConnector::new(
+        abide::client::remote::QuicConnector {
+            target: quic_target(line, udp),
+        },
+        abide::transport::ssh_stdio::SshTarget {
+            ssh,
+            dest: "127.0.0.1".into(),
+            server: server.into(),
+        },
+        choice,
+        "test-host".into(),
+        abide::client::transport_memory::TransportMemory::at(rt.scratch().join("transports.toml")),
+    )
+}
+
 pub struct Client {
     pub output: Arc<Mutex<Vec<u8>>>,
     pub input: mpsc::Sender<Vec<u8>>,
