@@ -108,6 +108,10 @@ impl Client {
 /// What the daemon's channel measured (bandwidth, round trip, states sent).
 fn print_channel_figures(rt: &Rt) {
     let log = std::fs::read_to_string(rt.runtime_dir().join("daemon.log")).unwrap_or_default();
+    // To study a run: ABIDE_LOG=abide::server::channel=trace and a place to keep the log.
+    if let Some(keep) = std::env::var_os("ABIDE_TEST_KEEP_DAEMON_LOG") {
+        std::fs::write(keep, &log).unwrap();
+    }
     for l in log
         .lines()
         .filter(|l| l.contains("channel ended") || l.contains("client behind"))
@@ -300,11 +304,12 @@ async fn keys_show_within_two_round_trips_during_a_20_fps_redraw() {
     took.sort();
     let (p50, max) = (took[took.len() / 2], took[took.len() - 1]);
     eprintln!("  p50 {p50:?}, max {max:?}");
-    // The target is printed; the assertion is a regression bound on the
-    // median, generous for a loaded machine (debug builds: 0.24-0.38 s here,
-    // 0.8 s with two busy loops beside) but below the byte stream's, which
-    // the link's rate sets, not the CPU: it grows with the backlog, to a
-    // 1.1 s median and 1.7 s at the end after 3 s of redraw (we wait 5 s).
+    // The target is printed (release, idle machine: p50 0.18-0.19 s, max
+    // 0.19-0.23 s); the core asserts it in simulated time. Here the
+    // assertion is a regression bound on the median, generous for a loaded
+    // machine and debug builds, but below the byte stream's, which the
+    // link's rate sets, not the CPU: it grows with the backlog, to a 1.1 s
+    // median and 1.7 s at the end after 3 s of redraw (we wait 5 s).
     let bound = Duration::from_secs(1);
     assert!(p50 <= bound, "median key {p50:?}, bound {bound:?}");
 }

@@ -32,8 +32,18 @@ fn wait_for_file(p: &std::path::Path) {
 fn replay_after_detach_and_sigkill_has_every_line_once_in_order() {
     let rt = Rt::new();
     let done = rt.scratch().join("done");
+    let resume = rt.scratch().join("resume");
     let n = 400;
-    let script = counter(n, "0.01", &done);
+    // Holds at line 200 until told, so that the client below is killed
+    // mid-stream however slow the machine.
+    let script = counter(n, "0.01", &done).replacen(
+        "echo \"LINE $i\"; ",
+        &format!(
+            "echo \"LINE $i\"; if [ $i -eq 200 ]; then while [ ! -e '{}' ]; do sleep 0.01; done; fi; ",
+            resume.display()
+        ),
+        1,
+    );
 
     let mut a = rt.pty(&["new", "-s", "count", "--", "sh", "-c", &script], 24, 80);
     a.expect(r"LINE 5\r\n");
@@ -72,6 +82,7 @@ fn replay_after_detach_and_sigkill_has_every_line_once_in_order() {
         lines_b.len()
     );
 
+    std::fs::write(&resume, "").unwrap();
     wait_for_file(&done);
     let mut c = rt.pty(&["attach", "count"], 24, 80);
     c.expect(&format!(r"LINE {n}\r\n"));

@@ -368,7 +368,10 @@ async fn pump(
         exit.borrow_and_update();
         let now = Instant::now();
         core.on_ack(*acked.borrow_and_update(), now);
-        match core.poll(session.log_state(), MAX_CHUNK, now) {
+        let log = session.log_state();
+        let action = core.poll(log, MAX_CHUNK, now);
+        tracing::trace!(?action, end = log.end, modelled = log.modelled, pos = core.position(), inflight = core.in_flight(), window = core.window(), bw = ?core.bandwidth(), rtt = ?core.min_rtt(), "poll");
+        match action {
             Some(Action::Output { offset, len }) => match session.read(offset, len) {
                 Ok(data) => {
                     tx.feed(&Down::Output { offset, data }).await?;
@@ -422,7 +425,10 @@ async fn pump(
             None => {}
         }
         tx.flush().await?;
+        // A screen held back to pace the link is due then, news or not.
+        let paced = core.poll_timeout();
         tokio::select! {
+            _ = async { tokio::time::sleep_until(paced.unwrap().into()).await }, if paced.is_some() => {}
             f = ctrl.recv() => match f {
                 Some(f) => {
                     let done = matches!(f, Down::Detached | Down::Error { .. });

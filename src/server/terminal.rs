@@ -244,14 +244,24 @@ impl Terminal {
             }
             out.push_str("\x1b[?1049h");
         } else {
-            // Print the screen rows as lines so that everything above them has
-            // scrolled into history, then repaint exactly.
-            let visible = screen.contents_formatted_basic();
-            out.push_str(&visible.replace('\n', "\x1b[0m\r\n"));
+            // Move down a screenful so that everything above has scrolled
+            // into history; the repaint below draws the rows exactly (printing
+            // them here too would send the screen twice).
+            push_screenful_of_lines(&mut out, screen.size().0.get());
         }
         out.push_str("\x1b[0m");
         out.push_str(&screen.state_formatted());
         out.into_bytes()
+    }
+}
+
+/// Line feeds that take the cursor from the top row to the bottom one: rows
+/// written above scroll into the terminal's history, those below are
+/// repainted after.
+fn push_screenful_of_lines(out: &mut String, rows: u16) {
+    out.push_str("\x1b[0m");
+    for _ in 1..rows {
+        out.push_str("\r\n");
     }
 }
 
@@ -309,8 +319,7 @@ impl Terminal {
         if screen.alternate_screen() {
             out.push_str("\x1b[?1049h");
         } else {
-            let visible = screen.contents_formatted_basic();
-            out.push_str(&visible.replace('\n', "\x1b[0m\r\n"));
+            push_screenful_of_lines(&mut out, screen.size().0.get());
         }
         out.push_str("\x1b[0m");
         out.push_str(&screen.state_formatted());

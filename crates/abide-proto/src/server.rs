@@ -14,13 +14,22 @@
 //! link's measured bandwidth-delay product (delivery rate from acks, as BBR
 //! measures it, times the minimum round trip), so that whatever is queued on
 //! the path drains in about a round trip and a keystroke's echo never waits
-//! behind a megabyte. When what the client still needs would take more than
-//! [`BACKLOG_LIMIT`] on its link (the program prints faster than the link, or
-//! than the client's terminal, carries), the channel asks for the terminal's
-//! state instead ([`Action::State`]): the rows that scrolled off since the
-//! client's offset (the newest of them that fit the link's budget) and the
-//! screen, then goes on with the raw stream from the offset that state stands
-//! for.
+//! behind a megabyte. The channel asks for the terminal's state instead
+//! ([`Action::State`]: the rows that scrolled off since the client's offset,
+//! the newest of them that fit the link's budget, and the screen), then goes
+//! on with the raw stream from the offset that state stands for, when
+//! - the program prints faster than the link (or the client's terminal)
+//!   carries: screens are then paced at the link's rate, each sent when the
+//!   one before has left the bottleneck, so a key's echo waits behind at most
+//!   one screen, never behind a queue; or
+//! - what the client still needs would take more than [`BACKLOG_LIMIT`] on
+//!   its link (a burst larger than the link carries at once).
+//!
+//! The link is measured as BBR does: the delivery rate from acks, the
+//! round trip's minimum, measured again every [`RTT_WINDOW`] on an empty path
+//! (a short drain, unless paced screens found the path empty anyway). A
+//! minimum taken from samples that include the channel's own queue would grow
+//! the window, and the queue with it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -40,8 +49,30 @@ const HISTORY_TIME: Duration = Duration::from_millis(50);
 const MIN_HISTORY_BUDGET: usize = 8 * 1024;
 /// Delivery-rate samples are kept this long (the estimate is their maximum).
 const BW_WINDOW: Duration = Duration::from_secs(2);
-/// The minimum round trip is forgotten after this long (paths change).
+/// The minimum round trip is measured again after this long (paths change).
+/// Not by taking whatever sample comes next: under a flood every sample
+/// includes the channel's own queue, the window would grow with it, and the
+/// queue with the window. The channel drains to [`PROBE_WINDOW`] instead, and
+/// the next piece's round trip is the path's.
 const RTT_WINDOW: Duration = Duration::from_secs(10);
+/// Screens are paced at the estimated rate times these, in turn: one a
+/// little early finds out whether the link has become faster (a paced
+/// channel otherwise only ever measures its own pace), the next one late
+/// drains the queue the early one may have made.
+const PACING_GAINS: [f64; 8] = [1.25, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// The first full window is followed by a probe this much later.
+const FIRST_PROBE_AFTER: Duration = Duration::from_secs(1);
+/// In flight while the round trip is measured again.
+const PROBE_WINDOW: u64 = 4 * 1024;
+/// The program's output rate is measured over about this long.
+const PRODUCED_WINDOW: Duration = Duration::from_millis(500);
+/// ... from samples of the log's end this far apart.
+const PRODUCED_SAMPLE: Duration = Duration::from_millis(50);
+/// The rate is not judged on less than this.
+const PRODUCED_MIN_SPAN: Duration = Duration::from_millis(100);
+/// A program outpaces the link when it prints faster than this share of
+/// the link's rate (a margin for the estimate's noise).
+const OUTPACE_FACTOR: f64 = 1.0;
 
 /// What the output log looks like now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +105,15 @@ pub enum Action {
     Exit { code: i32 },
 }
 
+/// How the next piece of a client's backlog goes (see [`ServerChannel::delivery`]).
+enum Delivery {
+    Stream,
+    /// The state, with this budget for history rows.
+    State(usize),
+    /// Nothing until the path has room.
+    Hold,
+}
+
 /// One piece of output sent and not yet acknowledged.
 #[derive(Debug)]
 struct Sent {
@@ -82,11 +122,16 @@ struct Sent {
     /// Bytes on the wire.
     wire: u64,
     at: Instant,
-    /// `delivered` and `delivered_at` when it was sent (rate samples).
+    /// `delivered`, `delivered_at` and `first_sent_at` when it was sent
+    /// (rate samples).
     delivered: u64,
     delivered_at: Instant,
+    first_sent_at: Instant,
     /// Sent with nothing more waiting: its delivery says nothing about the link's rate.
     app_limited: bool,
+    /// Sent onto an empty path (while probing, or paced): its round trip,
+    /// less its own time on the wire, is the path's.
+    clean: bool,
 }
 
 #[derive(Debug)]
@@ -100,9 +145,32 @@ pub struct ServerChannel {
     /// Wire bytes acknowledged so far, and when the last ack came.
     delivered: u64,
     delivered_at: Instant,
+    /// When the piece acknowledged last was sent.
+    first_sent_at: Instant,
     /// Delivery-rate samples (bytes/s), newest last.
     rates: VecDeque<(Instant, f64)>,
     min_rtt: Option<(Duration, Instant)>,
+    /// Measuring the round trip again since then (see [`RTT_WINDOW`]).
+    probe: Option<Instant>,
+    next_probe: Option<Instant>,
+    /// Samples of the log's end (when, offset), oldest first: the program's
+    /// output rate.
+    produced: VecDeque<(Instant, u64)>,
+    /// When a delivery-rate sample last came from a full window (not
+    /// app-limited): only then is the estimate the link's, not the program's.
+    saturated_at: Option<Instant>,
+    /// The first such sample: the rate has settled [`FIRST_PROBE_AFTER`] later.
+    saturated_since: Option<Instant>,
+    /// The program outpaces the link (see [`Self::state_budget`]): when
+    /// that was last judged so, and whether it is now.
+    outpaced_at: Option<Instant>,
+    outpaced: bool,
+    /// While outpaced, the next screen goes no sooner than this.
+    paced_until: Instant,
+    /// The last poll held a screen back until `paced_until`.
+    holding: bool,
+    /// Wire bytes of the last state sent: what another one would cost.
+    last_state_wire: u64,
     exit_sent: bool,
     adaptive: bool,
     states_sent: u64,
@@ -118,8 +186,19 @@ impl ServerChannel {
             inflight: 0,
             delivered: 0,
             delivered_at: now,
+            first_sent_at: now,
             rates: VecDeque::new(),
             min_rtt: None,
+            probe: None,
+            next_probe: None,
+            saturated_at: None,
+            saturated_since: None,
+            outpaced_at: None,
+            outpaced: false,
+            paced_until: now,
+            holding: false,
+            produced: VecDeque::new(),
+            last_state_wire: 0,
             exit_sent: false,
             adaptive: true,
             states_sent: 0,
@@ -159,14 +238,22 @@ impl ServerChannel {
         self.min_rtt.map(|r| r.0)
     }
 
-    /// How much may be in flight: one and a half bandwidth-delay products.
+    /// How much may be in flight: one and a half bandwidth-delay products
+    /// (a little while the round trip is measured again).
     pub fn window(&self) -> u64 {
-        match (self.bandwidth(), self.min_rtt()) {
-            (Some(bw), Some(rtt)) => {
-                ((bw * rtt.as_secs_f64() * 1.5) as u64).clamp(MIN_WINDOW, MAX_WINDOW)
-            }
-            _ => INITIAL_WINDOW,
+        if self.probe.is_some() {
+            return PROBE_WINDOW;
         }
+        match self.bdp() {
+            Some(bdp) => (bdp * 3 / 2).clamp(MIN_WINDOW, MAX_WINDOW),
+            None => INITIAL_WINDOW,
+        }
+    }
+
+    /// The bandwidth-delay product: what the path holds without a queue.
+    fn bdp(&self) -> Option<u64> {
+        let (bw, rtt) = (self.bandwidth()?, self.min_rtt()?);
+        Some((bw * rtt.as_secs_f64()) as u64)
     }
 
     /// The largest output piece to send at once: a quarter window, so that
@@ -187,13 +274,29 @@ impl ServerChannel {
             let s = self.sent.pop_front().expect("checked");
             self.inflight -= s.wire;
             self.delivered += s.wire;
-            let elapsed = now.saturating_duration_since(s.delivered_at);
+            // Over the longer of the send and the ack intervals, as BBR
+            // does: acks that arrive bunched would otherwise show a rate
+            // above the link's.
+            let elapsed = now
+                .saturating_duration_since(s.delivered_at)
+                .max(s.at.saturating_duration_since(s.first_sent_at));
+            self.first_sent_at = s.at;
             let rate = (self.delivered - s.delivered) as f64
                 / elapsed
                     .as_secs_f64()
                     .max(Duration::from_micros(100).as_secs_f64());
             // An app-limited sample only shows a lower bound; it counts when
             // it beats the estimate.
+            if !s.app_limited {
+                // The first full window's round trips include the queue
+                // that window made (it was sent before the link was known):
+                // measure the path again once the rate has settled.
+                if self.saturated_since.is_none() {
+                    self.saturated_since = Some(now);
+                    self.next_probe = Some(now + FIRST_PROBE_AFTER);
+                }
+                self.saturated_at = Some(now);
+            }
             if !s.app_limited || self.bandwidth().is_none_or(|bw| rate > bw) {
                 // A sliding-window maximum: an older sample no larger than
                 // this one can never be the maximum again (this one outlives
@@ -205,11 +308,29 @@ impl ServerChannel {
                 self.rates.push_back((now, rate));
             }
             let rtt = now.saturating_duration_since(s.at);
-            let stale = self
-                .min_rtt
-                .is_none_or(|(m, at)| rtt <= m || now.saturating_duration_since(at) > RTT_WINDOW);
-            if stale {
+            // The round trip without the piece's own time on the wire (it
+            // may be a screen: 50 ms at 2 Mbit/s), at most half of it,
+            // whatever the rate estimate says.
+            let path_rtt = match self.bandwidth() {
+                Some(bw) => rtt
+                    .saturating_sub(Duration::from_secs_f64(s.wire as f64 / bw))
+                    .max(rtt / 2),
+                None => rtt,
+            };
+            // A piece sent while probing crossed an empty path: its round
+            // trip is the path's, even when longer than the old minimum.
+            let probed = self.probe.is_some_and(|p| s.at >= p);
+            let rtt = if s.clean { path_rtt } else { rtt };
+            let confirms = s.clean && self.min_rtt.is_some_and(|(m, _)| rtt <= m + m / 4);
+            if probed || self.min_rtt.is_none_or(|(m, _)| rtt <= m) {
                 self.min_rtt = Some((rtt, now));
+            }
+            if probed || confirms {
+                // Measured on an empty path (a probe, or screens paced to
+                // the link, which queue behind nothing): no drain needed for
+                // another RTT_WINDOW.
+                self.probe = None;
+                self.next_probe = Some(now + RTT_WINDOW);
             }
         }
         self.delivered_at = now;
@@ -226,8 +347,14 @@ impl ServerChannel {
     /// What to send next, or `None` until an ack, new output or the exit.
     /// An [`Action::Output`] counts as sent when returned.
     pub fn poll(&mut self, log: LogState, max_chunk: usize, now: Instant) -> Option<Action> {
+        self.holding = false;
         if self.exit_sent {
             return None;
+        }
+        self.sample_produced(log.end, now);
+        if self.probe.is_none() && self.next_probe.is_some_and(|p| now >= p) {
+            self.probe = Some(now);
+            self.next_probe = None;
         }
         if self.pos < log.end {
             if self.inflight >= self.window() {
@@ -236,11 +363,18 @@ impl ServerChannel {
             if self.pos < log.start {
                 return Some(Action::Snapshot);
             }
-            if let Some(budget) = self.state_budget(log) {
-                return Some(Action::State {
-                    from: self.pos,
-                    history_budget: budget,
-                });
+            match self.delivery(log, now) {
+                Delivery::Stream => {}
+                Delivery::State(budget) => {
+                    return Some(Action::State {
+                        from: self.pos,
+                        history_budget: budget,
+                    })
+                }
+                Delivery::Hold => {
+                    self.holding = true;
+                    return None;
+                }
             }
             let len = (log.end - self.pos).min(self.chunk(max_chunk) as u64) as usize;
             let offset = self.pos;
@@ -259,21 +393,101 @@ impl ServerChannel {
         None
     }
 
-    /// The history budget when the client should get the state instead of
-    /// the stream: what it still needs would take more than
-    /// [`BACKLOG_LIMIT`] on its link.
-    fn state_budget(&self, log: LogState) -> Option<usize> {
-        if !self.adaptive {
-            return None;
+    /// When to poll again without news (no ack, no output): the next paced
+    /// screen is due then. `None`: only news can change what to send.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.holding.then_some(self.paced_until)
+    }
+
+    /// Keeps samples of the log's end, one per [`PRODUCED_SAMPLE`], the
+    /// oldest the newest that is at least [`PRODUCED_WINDOW`] old.
+    fn sample_produced(&mut self, end: u64, now: Instant) {
+        if self
+            .produced
+            .back()
+            .is_none_or(|s| now.saturating_duration_since(s.0) >= PRODUCED_SAMPLE)
+        {
+            self.produced.push_back((now, end));
         }
-        let bw = self.bandwidth()?;
-        if log.modelled <= self.pos {
-            return None;
+        while self
+            .produced
+            .get(1)
+            .is_some_and(|s| now.saturating_duration_since(s.0) >= PRODUCED_WINDOW)
+        {
+            self.produced.pop_front();
         }
-        let backlog = (log.end - self.pos) + self.inflight;
+    }
+
+    /// How fast the program has been printing lately (bytes/s), once there
+    /// is enough to judge.
+    fn output_rate(&self, end: u64, now: Instant) -> Option<f64> {
+        let &(at, then) = self.produced.front()?;
+        let span = now.saturating_duration_since(at);
+        (span >= PRODUCED_MIN_SPAN).then(|| (end - then) as f64 / span.as_secs_f64())
+    }
+
+    /// How what the client still needs goes: as the stream, or as the
+    /// state (with a budget for history rows), or not yet. The state goes
+    /// in either of two cases:
+    /// - the program prints faster than the link carries, so that any byte
+    ///   streamed now is older than the screen by the time it arrives: once
+    ///   the path has room for a screen beside what is in flight, the newest
+    ///   screen goes (unless what waits is cheaper than a screen: a key's
+    ///   echo), and until then nothing does;
+    /// - what the client still needs would take more than [`BACKLOG_LIMIT`]
+    ///   on its link (a burst larger than the link carries at once).
+    ///
+    /// Judging by the rate, not only by the backlog's size, keeps the queue
+    /// ahead of an echo short while a full-screen program redraws faster
+    /// than the link carries; judging by size alone, the backlog grew to
+    /// [`BACKLOG_LIMIT`] before every state, on top of a full window.
+    fn delivery(&mut self, log: LogState, now: Instant) -> Delivery {
+        self.outpaced = false;
+        if !self.adaptive || log.modelled <= self.pos {
+            return Delivery::Stream;
+        }
+        let Some(bw) = self.bandwidth() else {
+            return Delivery::Stream;
+        };
+        let unsent = log.end - self.pos;
+        let budget = ((bw * HISTORY_TIME.as_secs_f64()) as usize).max(MIN_HISTORY_BUDGET);
+        // The rate is the link's when full windows have measured it for a
+        // while (the first ones include the start), lately or before the
+        // channel began pacing screens (their deliveries show the pace it
+        // chose, not the link's).
+        let settled = self
+            .saturated_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= FIRST_PROBE_AFTER);
+        let link_measured = settled
+            && [self.saturated_at, self.outpaced_at]
+                .iter()
+                .flatten()
+                .any(|&at| now.saturating_duration_since(at) <= BW_WINDOW);
+        let outpaced = link_measured
+            && self
+                .output_rate(log.end, now)
+                .is_some_and(|rate| rate > bw * OUTPACE_FACTOR);
+        if outpaced {
+            self.outpaced = true;
+            self.outpaced_at = Some(now);
+            if unsent < self.last_state_wire {
+                return Delivery::Stream;
+            }
+            // Screens are paced at the link's rate: each goes when the
+            // one before has left the bottleneck, so none waits in its
+            // queue, and the link carries one after the other.
+            return if now >= self.paced_until {
+                Delivery::State(budget)
+            } else {
+                Delivery::Hold
+            };
+        }
         let limit = ((bw * BACKLOG_LIMIT.as_secs_f64()) as u64).max(MIN_BACKLOG);
-        (backlog > limit)
-            .then(|| ((bw * HISTORY_TIME.as_secs_f64()) as usize).max(MIN_HISTORY_BUDGET))
+        if unsent + self.inflight > limit {
+            Delivery::State(budget)
+        } else {
+            Delivery::Stream
+        }
     }
 
     /// A snapshot or state went out: `raw` log bytes from the current
@@ -287,7 +501,13 @@ impl ServerChannel {
         }
         let at = at.max(self.pos);
         self.record(at, wire, now, false);
+        self.last_state_wire = wire;
         self.states_sent += 1;
+        if let Some(bw) = self.bandwidth().filter(|_| self.outpaced) {
+            let gain = PACING_GAINS[(self.states_sent % PACING_GAINS.len() as u64) as usize];
+            self.paced_until = self.paced_until.max(now)
+                + Duration::from_secs_f64((raw + wire) as f64 / (bw * gain));
+        }
     }
 
     /// The [`Action::Output`] at `offset` could not be sent after all (the
@@ -304,13 +524,19 @@ impl ServerChannel {
     }
 
     fn record(&mut self, end: u64, wire: u64, now: Instant, app_limited: bool) {
+        // A probe's small window, or screens paced to the path, are the
+        // channel's choice, not the link's limit.
+        let clean = self.probe.is_some() || self.outpaced;
+        let app_limited = app_limited || clean;
         self.sent.push_back(Sent {
             end,
             wire,
             at: now,
             delivered: self.delivered,
             delivered_at: self.delivered_at,
+            first_sent_at: self.first_sent_at,
             app_limited,
+            clean,
         });
         self.inflight += wire;
         self.pos = end;
@@ -705,6 +931,76 @@ mod tests {
         }
         assert!(sim.got.iter().any(|g| g.2 == Action::Snapshot));
         assert_eq!(sim.client, sim.log.end);
+    }
+
+    /// Types a key every 170 ms, from 2 s on (the link has been measured),
+    /// into a program that redraws `frame` bytes every 50 ms (and echoes
+    /// each key at once, as it arrives half a round trip after it was
+    /// typed), for `ms`; a state costs `state_wire` bytes. Returns each
+    /// key's time from typed to shown, in order.
+    fn type_into_redraw(sim: &mut Sim, frame: u64, state_wire: u64, ms: u64) -> Vec<Duration> {
+        let idle = Program {
+            rate: 0.0,
+            until: Duration::ZERO,
+        };
+        let mut took = Vec::new();
+        let mut pending: Vec<(Duration, u64)> = Vec::new();
+        for ms in 1..=ms {
+            if ms % 50 == 0 {
+                sim.log.end += frame;
+            }
+            if ms >= 2000 && ms % 170 == 0 {
+                pending.push((Duration::from_millis(ms), 0));
+            }
+            for p in pending.iter_mut() {
+                if p.1 == 0 && Duration::from_millis(ms) >= p.0 + sim.delay {
+                    sim.log.end += 1;
+                    p.1 = sim.log.end;
+                }
+            }
+            sim.step(&idle, u64::MAX, state_wire);
+            let now = sim.now - sim.t0;
+            pending.retain(|&(typed, echo)| {
+                if echo != 0 && sim.client >= echo {
+                    took.push(now - typed);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        took
+    }
+
+    /// The issue's case: a full-screen program redraws 24x80 screens with
+    /// colours (14-17 kB) 20 times a second (280-340 kB/s) into a 2 Mbit/s
+    /// (250 kB/s), 100 ms link, for long enough that the round trip is
+    /// measured again. Every key shows within 2 RTT + 50 ms: the channel
+    /// paces screens to the link instead of queueing a backlog, and does not
+    /// mistake its own queue for the path's round trip.
+    #[test]
+    fn keys_echo_within_two_round_trips_when_the_redraw_outpaces_the_link() {
+        for frame in [14_000, 17_000] {
+            let mut sim = Sim::new(250e3, 100);
+            let took = type_into_redraw(&mut sim, frame, frame, 25_000);
+            let worst = took.iter().max().copied().unwrap();
+            let mut sorted = took.clone();
+            sorted.sort();
+            println!(
+                "{} keys into a {} kB/s redraw at 250 kB/s, 100 ms: p50 {:?}, worst {worst:?}; \
+                 min_rtt {:?}, window {} B, {} states",
+                took.len(),
+                frame / 50,
+                sorted[sorted.len() / 2],
+                sim.ch.min_rtt().unwrap(),
+                sim.ch.window(),
+                sim.ch.states_sent()
+            );
+            assert!(sim.ch.states_sent() > 0, "the redraw went over as screens");
+            assert!(worst <= Duration::from_millis(250), "{frame}: {worst:?}");
+            let rtt = sim.ch.min_rtt().unwrap();
+            assert!(rtt < Duration::from_millis(110), "{frame}: {rtt:?}");
+        }
     }
 
     /// Typing into a program that redraws a 24x80 screen (~4 kB with
