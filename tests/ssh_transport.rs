@@ -35,7 +35,12 @@ async fn setup(lines: u32, interval_ms: u32) -> Setup {
 /// The setup in an existing runtime (a second session shares the first one's
 /// transport memory).
 async fn setup_in(rt: Rt, lines: u32, interval_ms: u32) -> Setup {
-    let line = bootstrap(&rt, &program(lines, interval_ms));
+    setup_with(rt, &program(lines, interval_ms)).await
+}
+
+/// The setup with a program of the test's own.
+async fn setup_with(rt: Rt, program: &str) -> Setup {
+    let line = bootstrap(&rt, program);
     let udp = FaultProxy::start(format!("127.0.0.1:{}", line.port).parse().unwrap())
         .await
         .unwrap();
@@ -147,6 +152,44 @@ async fn session_moves_to_quic_when_udp_comes_back() {
             > 0
     );
     assert_eq!(hint(&s), Some(Transport::Quic));
+}
+
+/// The link policy's timers run while output floods in: a session on ssh
+/// moves to QUIC when UDP comes back in the middle of a flood too. (The
+/// client's loop served ready frames first, always, and a timer never fired
+/// while frames kept coming.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_moves_to_quic_during_a_flood() {
+    let rt = Rt::new();
+    let s = setup_with(rt, "stty -echo; exec yes 'a line of a flood that never stops'").await;
+    let client = start_client(s.remote.clone(), s.line.session_id);
+    client.wait_for("flood", LONG).await;
+    let down = || {
+        s.udp
+            .counters()
+            .down
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(down(), 0);
+    s.udp.blackhole(false);
+    let t = std::time::Instant::now();
+    // QUIC carrying the flood: far more than a handshake's packets.
+    while down() < 200 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still on ssh {:?} after UDP came back ({} UDP packets down, {} KB received)",
+            t.elapsed(),
+            down(),
+            client.bytes_len() / 1000
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "moved to QUIC {:?} after UDP came back, during a flood ({} KB received)",
+        t.elapsed(),
+        client.bytes_len() / 1000
+    );
+    client.task.abort();
 }
 
 /// A network that blocked UDP last time, open now, same transport memory: the

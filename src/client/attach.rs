@@ -605,6 +605,16 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
     let mut away: Option<String> = None;
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
+        // Timers that are due fire here too: the select below serves a
+        // ready frame before a timer, and under a flood a frame is always
+        // ready (pings and the link policy's retries would wait for a pause).
+        let now = Instant::now();
+        if links.policy.poll_timeout().is_some_and(|t| t <= now) {
+            links.policy.handle_timeout(now);
+        }
+        if core.poll_timeout() <= now {
+            core.handle_timeout(now);
+        }
         links.execute(&mut core).await;
         if let Some(e) = links.give_up_error() {
             write_terminal(&out)?;
