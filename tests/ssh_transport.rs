@@ -161,7 +161,11 @@ async fn session_moves_to_quic_when_udp_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_moves_to_quic_during_a_flood() {
     let rt = Rt::new();
-    let s = setup_with(rt, "stty -echo; exec yes 'a line of a flood that never stops'").await;
+    let s = setup_with(
+        rt,
+        "stty -echo; exec yes 'a line of a flood that never stops'",
+    )
+    .await;
     let client = start_client(s.remote.clone(), s.line.session_id);
     client.wait_for("flood", LONG).await;
     let down = || {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use crate::client::banner::Screen;
@@ -23,6 +24,10 @@ use crate::transport::framed::{Link, LinkKind};
 
 /// A frame write that takes longer than this means the link is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// At most this many frames already received are written to the terminal
+/// at once (a bound on the write, and on the time keys wait meanwhile).
+const FRAMES_PER_WRITE: usize = 16;
 
 /// How long the client waits for the server to hear that the exit was shown.
 const EXIT_CONFIRM: Duration = Duration::from_secs(1);
@@ -742,6 +747,18 @@ async fn drive(mut links: Links, mut core: ClientCore, io: ClientIo) -> Result<O
             }
             frame = next_frame(&mut links.current) => {
                 links.frame_arrived(&mut core, frame, |f| predict.frame(f));
+                // Frames already here are taken before the terminal is
+                // written: a flood goes out in large writes (each write wakes
+                // the terminal's reader) and is acknowledged once.
+                for _ in 1..FRAMES_PER_WRITE {
+                    let Some(frame) = next_frame(&mut links.current).now_or_never() else {
+                        break;
+                    };
+                    links.frame_arrived(&mut core, frame, |f| predict.frame(f));
+                    if links.current.is_none() {
+                        break;
+                    }
+                }
             }
             Some(r) = links.results.recv() => links.finished(r),
             Some(r) = links.regrants.recv() => links.regranted(r),

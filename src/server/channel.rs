@@ -30,6 +30,14 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// not say keeps the session in the daemon.
 const EXIT_SEEN_WAIT: Duration = Duration::from_secs(60);
 
+/// Benchmark knob, not a setting: `ABIDE_BENCH_STREAM_ONLY=1` sends every
+/// byte, never the terminal's state, so that the throughput benchmark
+/// measures the whole pipeline (with states, a client that falls behind
+/// receives less and finishes sooner).
+static STREAM_ONLY: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    std::env::var_os("ABIDE_BENCH_STREAM_ONLY").is_some_and(|v| v == "1")
+});
+
 pub enum Peer {
     /// The Unix socket: only this user can reach it (directory 0700).
     Local,
@@ -318,6 +326,7 @@ async fn write_half(
     mut kicked: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut core = ServerChannel::new(start, Instant::now());
+    core.set_adaptive(!*STREAM_ONLY);
     let result = pump(
         session,
         &mut core,

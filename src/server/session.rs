@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -510,6 +511,9 @@ async fn feed_model(session: Weak<Session>, mut output: watch::Receiver<u64>) {
     }
 }
 
+/// The pump takes more from the PTY without waiting while this much room is left.
+const MIN_READ: usize = 4096;
+
 async fn pump_output(
     session: Arc<Session>,
     mut reader: pty_process::OwnedReadPty,
@@ -526,8 +530,19 @@ async fn pump_output(
         tokio::select! {
             r = reader.read(&mut buf) => match r {
                 Ok(n) if n > 0 => {
+                    // A PTY gives at most a few KiB per read: take what else
+                    // is there already, so that a flood is recorded (and the
+                    // channels and the model woken) once per 64 KiB, not per
+                    // read.
+                    let mut filled = n;
+                    while buf.len() - filled >= MIN_READ {
+                        match reader.read(&mut buf[filled..]).now_or_never() {
+                            Some(Ok(n)) if n > 0 => filled += n,
+                            _ => break,
+                        }
+                    }
                     session.check_tty_modes();
-                    session.record(&buf[..n]);
+                    session.record(&buf[..filled]);
                 }
                 // EIO: every copy of the PTY's other side is closed.
                 _ => break,
