@@ -5,7 +5,6 @@
 //! which link to try, use or drop comes from the policy's actions.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -418,10 +417,22 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
+/// Writes straight to the descriptor: stdout's line buffering would cut each
+/// piece at its last newline into two writes, and each write to a terminal
+/// wakes its reader. The lock keeps other writers out; their buffer is empty
+/// (each of them flushes).
 pub fn write_terminal(bytes: &[u8]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes).context("writing to the terminal")?;
-    out.flush().context("writing to the terminal")
+    let out = std::io::stdout().lock();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match nix::unistd::write(&out, rest) {
+            Ok(0) => anyhow::bail!("writing to the terminal: it took nothing"),
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(std::io::Error::from(e)).context("writing to the terminal"),
+        }
+    }
+    Ok(())
 }
 
 /// Where the terminal's bytes go (stdout, or a test's buffer).
