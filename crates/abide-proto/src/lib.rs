@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod frame;
 pub mod input;
 pub mod limits;
+pub mod link_meter;
 pub mod outlog;
 pub mod policy;
 pub mod predict;

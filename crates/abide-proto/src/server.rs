@@ -25,14 +25,12 @@
 //! - what the client still needs would take more than [`BACKLOG_LIMIT`] on
 //!   its link (a burst larger than the link carries at once).
 //!
-//! The link is measured as BBR does: the delivery rate from acks, the
-//! round trip's minimum, measured again every [`RTT_WINDOW`] on an empty path
-//! (a short drain, unless paced screens found the path empty anyway). A
-//! minimum taken from samples that include the channel's own queue would grow
-//! the window, and the queue with it.
+//! The link's rate and round trip come from [`LinkMeter`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use crate::link_meter::{LinkMeter, SendSample, PROBE_WINDOW};
 
 /// The most output in flight (sent, not acknowledged), whatever the link.
 pub const MAX_WINDOW: u64 = 1024 * 1024;
@@ -47,23 +45,11 @@ const MIN_BACKLOG: u64 = 16 * 1024;
 /// How much of the link's time one state may spend on history rows.
 const HISTORY_TIME: Duration = Duration::from_millis(50);
 const MIN_HISTORY_BUDGET: usize = 8 * 1024;
-/// Delivery-rate samples are kept this long (the estimate is their maximum).
-const BW_WINDOW: Duration = Duration::from_secs(2);
-/// The minimum round trip is measured again after this long (paths change).
-/// Not by taking whatever sample comes next: under a flood every sample
-/// includes the channel's own queue, the window would grow with it, and the
-/// queue with the window. The channel drains to [`PROBE_WINDOW`] instead, and
-/// the next piece's round trip is the path's.
-const RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Screens are paced at the estimated rate times these, in turn: one a
 /// little early finds out whether the link has become faster (a paced
 /// channel otherwise only ever measures its own pace), the next one late
 /// drains the queue the early one may have made.
 const PACING_GAINS: [f64; 8] = [1.25, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
-/// The first full window is followed by a probe this much later.
-const FIRST_PROBE_AFTER: Duration = Duration::from_secs(1);
-/// In flight while the round trip is measured again.
-const PROBE_WINDOW: u64 = 4 * 1024;
 /// The program's output rate is measured over about this long.
 const PRODUCED_WINDOW: Duration = Duration::from_millis(500);
 /// ... from samples of the log's end this far apart.
@@ -121,17 +107,7 @@ struct Sent {
     end: u64,
     /// Bytes on the wire.
     wire: u64,
-    at: Instant,
-    /// `delivered`, `delivered_at` and `first_sent_at` when it was sent
-    /// (rate samples).
-    delivered: u64,
-    delivered_at: Instant,
-    first_sent_at: Instant,
-    /// Sent with nothing more waiting: its delivery says nothing about the link's rate.
-    app_limited: bool,
-    /// Sent onto an empty path (while probing, or paced): its round trip,
-    /// less its own time on the wire, is the path's.
-    clean: bool,
+    sample: SendSample,
 }
 
 #[derive(Debug)]
@@ -142,27 +118,12 @@ pub struct ServerChannel {
     acked: u64,
     sent: VecDeque<Sent>,
     inflight: u64,
-    /// Wire bytes acknowledged so far, and when the last ack came.
-    delivered: u64,
-    delivered_at: Instant,
-    /// When the piece acknowledged last was sent.
-    first_sent_at: Instant,
-    /// Delivery-rate samples (bytes/s), newest last.
-    rates: VecDeque<(Instant, f64)>,
-    min_rtt: Option<(Duration, Instant)>,
-    /// Measuring the round trip again since then (see [`RTT_WINDOW`]).
-    probe: Option<Instant>,
-    next_probe: Option<Instant>,
+    link: LinkMeter,
     /// Samples of the log's end (when, offset), oldest first: the program's
     /// output rate.
     produced: VecDeque<(Instant, u64)>,
-    /// When a delivery-rate sample last came from a full window (not
-    /// app-limited): only then is the estimate the link's, not the program's.
-    saturated_at: Option<Instant>,
-    /// The first such sample: the rate has settled [`FIRST_PROBE_AFTER`] later.
-    saturated_since: Option<Instant>,
-    /// The program outpaces the link (see [`Self::state_budget`]): when
-    /// that was last judged so, and whether it is now.
+    /// The program outpaces the link (see [`Self::delivery`]): when that
+    /// was last judged so, and whether it is now.
     outpaced_at: Option<Instant>,
     outpaced: bool,
     /// While outpaced, the next screen goes no sooner than this.
@@ -184,15 +145,7 @@ impl ServerChannel {
             acked: start,
             sent: VecDeque::new(),
             inflight: 0,
-            delivered: 0,
-            delivered_at: now,
-            first_sent_at: now,
-            rates: VecDeque::new(),
-            min_rtt: None,
-            probe: None,
-            next_probe: None,
-            saturated_at: None,
-            saturated_since: None,
+            link: LinkMeter::new(now),
             outpaced_at: None,
             outpaced: false,
             paced_until: now,
@@ -230,30 +183,23 @@ impl ServerChannel {
 
     /// The link's delivery rate in bytes/s, once measured.
     pub fn bandwidth(&self) -> Option<f64> {
-        // `rates` only keeps samples that may still be the window's maximum.
-        self.rates.front().map(|r| r.1)
+        self.link.bandwidth()
     }
 
     pub fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt.map(|r| r.0)
+        self.link.min_rtt()
     }
 
     /// How much may be in flight: one and a half bandwidth-delay products
     /// (a little while the round trip is measured again).
     pub fn window(&self) -> u64 {
-        if self.probe.is_some() {
+        if self.link.probing() {
             return PROBE_WINDOW;
         }
-        match self.bdp() {
+        match self.link.bdp() {
             Some(bdp) => (bdp * 3 / 2).clamp(MIN_WINDOW, MAX_WINDOW),
             None => INITIAL_WINDOW,
         }
-    }
-
-    /// The bandwidth-delay product: what the path holds without a queue.
-    fn bdp(&self) -> Option<u64> {
-        let (bw, rtt) = (self.bandwidth()?, self.min_rtt()?);
-        Some((bw * rtt.as_secs_f64()) as u64)
     }
 
     /// The largest output piece to send at once: a quarter window, so that
@@ -273,75 +219,9 @@ impl ServerChannel {
         while self.sent.front().is_some_and(|s| s.end <= offset) {
             let s = self.sent.pop_front().expect("checked");
             self.inflight -= s.wire;
-            self.delivered += s.wire;
-            // Over the longer of the send and the ack intervals, as BBR
-            // does: acks that arrive bunched would otherwise show a rate
-            // above the link's.
-            let elapsed = now
-                .saturating_duration_since(s.delivered_at)
-                .max(s.at.saturating_duration_since(s.first_sent_at));
-            self.first_sent_at = s.at;
-            let rate = (self.delivered - s.delivered) as f64
-                / elapsed
-                    .as_secs_f64()
-                    .max(Duration::from_micros(100).as_secs_f64());
-            // An app-limited sample only shows a lower bound; it counts when
-            // it beats the estimate.
-            if !s.app_limited {
-                // The first full window's round trips include the queue
-                // that window made (it was sent before the link was known):
-                // measure the path again once the rate has settled.
-                if self.saturated_since.is_none() {
-                    self.saturated_since = Some(now);
-                    self.next_probe = Some(now + FIRST_PROBE_AFTER);
-                }
-                self.saturated_at = Some(now);
-            }
-            if !s.app_limited || self.bandwidth().is_none_or(|bw| rate > bw) {
-                // A sliding-window maximum: an older sample no larger than
-                // this one can never be the maximum again (this one outlives
-                // it), so the front is the maximum and polls stay O(1) however
-                // many acks a fast link brings.
-                while self.rates.back().is_some_and(|r| r.1 <= rate) {
-                    self.rates.pop_back();
-                }
-                self.rates.push_back((now, rate));
-            }
-            let rtt = now.saturating_duration_since(s.at);
-            // The round trip without the piece's own time on the wire (it
-            // may be a screen: 50 ms at 2 Mbit/s), at most half of it,
-            // whatever the rate estimate says.
-            let path_rtt = match self.bandwidth() {
-                Some(bw) => rtt
-                    .saturating_sub(Duration::from_secs_f64(s.wire as f64 / bw))
-                    .max(rtt / 2),
-                None => rtt,
-            };
-            // A piece sent while probing crossed an empty path: its round
-            // trip is the path's, even when longer than the old minimum.
-            let probed = self.probe.is_some_and(|p| s.at >= p);
-            let rtt = if s.clean { path_rtt } else { rtt };
-            let confirms = s.clean && self.min_rtt.is_some_and(|(m, _)| rtt <= m + m / 4);
-            if probed || self.min_rtt.is_none_or(|(m, _)| rtt <= m) {
-                self.min_rtt = Some((rtt, now));
-            }
-            if probed || confirms {
-                // Measured on an empty path (a probe, or screens paced to
-                // the link, which queue behind nothing): no drain needed for
-                // another RTT_WINDOW.
-                self.probe = None;
-                self.next_probe = Some(now + RTT_WINDOW);
-            }
+            self.link.on_delivered(s.sample, s.wire, now);
         }
-        self.delivered_at = now;
-        while self
-            .rates
-            .front()
-            .is_some_and(|r| now.saturating_duration_since(r.0) > BW_WINDOW)
-            && self.rates.len() > 1
-        {
-            self.rates.pop_front();
-        }
+        self.link.acked(now);
     }
 
     /// What to send next, or `None` until an ack, new output or the exit.
@@ -352,10 +232,7 @@ impl ServerChannel {
             return None;
         }
         self.sample_produced(log.end, now);
-        if self.probe.is_none() && self.next_probe.is_some_and(|p| now >= p) {
-            self.probe = Some(now);
-            self.next_probe = None;
-        }
+        self.link.poll(now);
         if self.pos < log.end {
             if self.inflight >= self.window() {
                 return None;
@@ -451,19 +328,9 @@ impl ServerChannel {
         };
         let unsent = log.end - self.pos;
         let budget = ((bw * HISTORY_TIME.as_secs_f64()) as usize).max(MIN_HISTORY_BUDGET);
-        // The rate is the link's when full windows have measured it for a
-        // while (the first ones include the start), lately or before the
-        // channel began pacing screens (their deliveries show the pace it
-        // chose, not the link's).
-        let settled = self
-            .saturated_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= FIRST_PROBE_AFTER);
-        let link_measured = settled
-            && [self.saturated_at, self.outpaced_at]
-                .iter()
-                .flatten()
-                .any(|&at| now.saturating_duration_since(at) <= BW_WINDOW);
-        let outpaced = link_measured
+        // Paced screens measure the pace, not the link: the rate measured
+        // before pacing began stands meanwhile.
+        let outpaced = self.link.rate_is_the_links(self.outpaced_at, now)
             && self
                 .output_rate(log.end, now)
                 .is_some_and(|rate| rate > bw * OUTPACE_FACTOR);
@@ -524,20 +391,9 @@ impl ServerChannel {
     }
 
     fn record(&mut self, end: u64, wire: u64, now: Instant, app_limited: bool) {
-        // A probe's small window, or screens paced to the path, are the
-        // channel's choice, not the link's limit.
-        let clean = self.probe.is_some() || self.outpaced;
-        let app_limited = app_limited || clean;
-        self.sent.push_back(Sent {
-            end,
-            wire,
-            at: now,
-            delivered: self.delivered,
-            delivered_at: self.delivered_at,
-            first_sent_at: self.first_sent_at,
-            app_limited,
-            clean,
-        });
+        // Screens paced to the path are the channel's choice, not the link's limit.
+        let sample = self.link.on_send(now, app_limited, self.outpaced);
+        self.sent.push_back(Sent { end, wire, sample });
         self.inflight += wire;
         self.pos = end;
     }
