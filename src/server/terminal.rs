@@ -68,7 +68,9 @@ impl History {
     }
 
     /// How many rows scrolled off after `from`, counting those no longer
-    /// kept (approximately, to [`CHECKPOINT_EVERY`] rows, when they are old).
+    /// kept (estimated between the two checkpoints around `from`, when they
+    /// are old: exact for rows of even length, off by less than the
+    /// checkpoints' spacing otherwise).
     fn rows_after(&self, from: u64) -> u64 {
         let live_after = (self.len() - self.tags.partition_point(|&t| t <= from)) as u64;
         let first_live = self.total - self.len() as u64;
@@ -78,7 +80,20 @@ impl History {
         // Every live row is newer; count the dropped ones from the checkpoints.
         let i = self.checkpoints.partition_point(|&(_, t)| t <= from);
         let first_after = match i.checked_sub(1).map(|j| self.checkpoints[j]) {
-            Some((row, _)) => row + 1,
+            Some((row, tag)) => {
+                // The first row after `from` is one of those after `row`, up
+                // to the next checkpoint (or the oldest row kept): the one
+                // its share of the offsets between the two points to.
+                let (next_row, next_tag) = self
+                    .checkpoints
+                    .get(i)
+                    .copied()
+                    .unwrap_or((first_live, self.tags.front().copied().unwrap_or(u64::MAX)));
+                let rows = next_row.saturating_sub(row);
+                let span = next_tag.saturating_sub(tag).max(1);
+                let share = (u128::from(from - tag) * u128::from(rows) / u128::from(span)) as u64;
+                (row + 1 + share).min(next_row)
+            }
             None => self.checkpoints.front().map_or(first_live, |c| c.0),
         };
         live_after + first_live.saturating_sub(first_after)
@@ -344,6 +359,31 @@ impl Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows that left the history are counted from the checkpoints: for
+    /// rows of even length, exactly.
+    #[test]
+    fn rows_no_longer_kept_are_counted_exactly_for_even_rows() {
+        let mut h = History {
+            text: String::new(),
+            starts: VecDeque::new(),
+            tags: VecDeque::new(),
+            max_lines: 100,
+            total: 0,
+            checkpoints: VecDeque::new(),
+            piece_end: 0,
+            scrolls: 0,
+        };
+        // Row k scrolled off by offset 7 (k + 1), as 7-byte lines do.
+        for k in 0..10_000u64 {
+            h.start_row(7 * (k + 1));
+            h.text.push_str("line");
+        }
+        for from in (0..7 * 9_900).step_by(13) {
+            let exact = 10_000 - from / 7;
+            assert_eq!(h.rows_after(from), exact, "from {from}");
+        }
+    }
 
     fn replay(size: WinSize, bytes: &[u8]) -> vt100::Parser {
         let mut p = vt100::Parser::new(
