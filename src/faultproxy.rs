@@ -424,13 +424,27 @@ impl Faults {
 
 /// A TCP relay on loopback for the ssh transport's tests: a blackhole holds
 /// every byte in both directions (as a dead path does, until TCP gives up),
-/// and a reset kills every connection with RST.
+/// a reset kills every connection with RST, and a shape makes each direction
+/// a slow link (a rate, a queue of about 100 ms of it that holds the sender
+/// back when full, as TCP's flow control does, then a delay).
 pub struct TcpFaultProxy {
     addr: SocketAddr,
     blackhole: tokio::sync::watch::Sender<bool>,
     resets: tokio::sync::watch::Sender<u64>,
+    shape: tokio::sync::watch::Sender<Option<TcpShape>>,
     task: JoinHandle<()>,
 }
+
+/// A slow link for [`TcpFaultProxy::shape`].
+#[derive(Clone, Copy, Debug)]
+struct TcpShape {
+    /// Bytes per second.
+    rate: f64,
+    one_way: Duration,
+}
+
+/// The pieces a shaped relay moves at once: about a packet.
+const TCP_SHAPED_PIECE: usize = 1400;
 
 impl Drop for TcpFaultProxy {
     fn drop(&mut self) {
@@ -448,13 +462,14 @@ impl TcpFaultProxy {
         let addr = listener.local_addr()?;
         let blackhole = tokio::sync::watch::channel(false).0;
         let resets = tokio::sync::watch::channel(0u64).0;
-        let (bh, rs) = (blackhole.clone(), resets.clone());
+        let shape = tokio::sync::watch::channel(None).0;
+        let (bh, rs, sh) = (blackhole.clone(), resets.clone(), shape.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (bh, rs) = (bh.subscribe(), rs.subscribe());
+                let (bh, rs, sh) = (bh.subscribe(), rs.subscribe(), *sh.borrow());
                 tokio::spawn(async move {
                     if let Ok(server) = tokio::net::TcpStream::connect(upstream).await {
-                        tcp_relay(client, server, bh, rs).await;
+                        tcp_relay(client, server, bh, rs, sh).await;
                     }
                 });
             }
@@ -463,8 +478,18 @@ impl TcpFaultProxy {
             addr,
             blackhole,
             resets,
+            shape,
             task,
         })
+    }
+
+    /// Connections made from now on cross a link of `bits_per_sec` each way
+    /// (with a queue of about 100 ms of it), then `one_way` of delay.
+    pub fn shape(&self, bits_per_sec: u64, one_way: Duration) {
+        self.shape.send_replace(Some(TcpShape {
+            rate: bits_per_sec as f64 / 8.0,
+            one_way,
+        }));
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -486,6 +511,7 @@ async fn tcp_relay(
     server: tokio::net::TcpStream,
     blackhole: tokio::sync::watch::Receiver<bool>,
     mut resets: tokio::sync::watch::Receiver<u64>,
+    shape: Option<TcpShape>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = client.set_nodelay(true);
@@ -502,21 +528,59 @@ async fn tcp_relay(
     let pump = |mut r: tokio::net::tcp::OwnedReadHalf,
                 mut w: tokio::net::tcp::OwnedWriteHalf,
                 mut bh: tokio::sync::watch::Receiver<bool>| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            // Hold the bytes while the path is black-holed.
-            if bh.wait_for(|b| !*b).await.is_err() {
-                break;
+        let Some(shape) = shape else {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                // Hold the bytes while the path is black-holed.
+                if bh.wait_for(|b| !*b).await.is_err() {
+                    break;
+                }
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
             }
-            if w.write_all(&buf[..n]).await.is_err() {
-                break;
+            let _ = w.shutdown().await;
+            return;
+        };
+        // The link: pieces leave the bottleneck one after the other at the
+        // rate, then arrive `one_way` later; the reader stops taking bytes
+        // while the queue holds more than 100 ms of them.
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let deliver = async move {
+            while let Some((due, piece)) = rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if bh.wait_for(|b| !*b).await.is_err() || w.write_all(&piece).await.is_err() {
+                    break;
+                }
             }
-        }
-        let _ = w.shutdown().await;
+            let _ = w.shutdown().await;
+        };
+        let take = async move {
+            let queue = Duration::from_millis(100);
+            let mut free = tokio::time::Instant::now();
+            let mut buf = vec![0u8; TCP_SHAPED_PIECE];
+            loop {
+                let now = tokio::time::Instant::now();
+                if free > now + queue {
+                    tokio::time::sleep_until(free - queue).await;
+                }
+                let n = match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                free = free.max(tokio::time::Instant::now())
+                    + Duration::from_secs_f64(n as f64 / shape.rate);
+                if tx.send((free + shape.one_way, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::join!(take, deliver);
     };
     let up = pump(cr, sw, blackhole.clone());
     let down = pump(sr, cw, blackhole);

@@ -196,43 +196,6 @@ async fn ctrl_c_answers_during_a_flood_to_a_slowly_reading_terminal() {
     assert!(took < bound(), "{took:?}");
 }
 
-/// A full-screen program: redraws all 24x80 cells 20 times a second inside
-/// synchronized output (`CSI ? 2026 h/l`), a truecolor run every 3 cells
-/// (~17 KB a frame, 340 KB/s: more than 2 Mbit/s carries), and shows what
-/// was typed on its last row at once and in every frame.
-const REDRAW: &str = r#"
-import os, select, sys, time, tty
-tty.setraw(0)
-out = sys.stdout.buffer
-typed = b""
-def status():
-    return b"\x1b[24;1H\x1b[0mkeys:" + typed + b"\x1b[K"
-n = 0
-next_frame = time.monotonic()
-while True:
-    wait = max(0.0, next_frame - time.monotonic())
-    if select.select([0], [], [], wait)[0]:
-        k = os.read(0, 64)
-        if b"\x03" in k:
-            break
-        typed += k
-        out.write(b"\x1b[?2026h" + status() + b"\x1b[?2026l")
-        out.flush()
-        continue
-    n += 1
-    rows = []
-    for r in range(23):
-        cells = []
-        for c in range(0, 80, 3):
-            v = (n * 7 + r * 13 + c * 5) % 256
-            cells.append(b"\x1b[38;2;%d;%d;%dm" % (v, 255 - v, (v * 3) % 256))
-            cells.append(bytes([65 + (n + r + c) % 26]) * min(3, 80 - c))
-        rows.append(b"\x1b[%d;1H" % (r + 1) + b"".join(cells))
-    out.write(b"\x1b[?2026h" + b"".join(rows) + status() + b"\x1b[?2026l")
-    out.flush()
-    next_frame += 0.05
-"#;
-
 /// Typing into a program that redraws the whole screen 20 times a second,
 /// over 2 Mbit/s and 100 ms round trip: each key must show on the client's
 /// screen within 2 RTT + 50 ms. Returns each key's delay, and how many
@@ -242,7 +205,7 @@ async fn typing_into_a_redraw() -> Vec<(Duration, usize)> {
     let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let rt = Rt::new();
     let script = rt.scratch().join("redraw.py");
-    std::fs::write(&script, REDRAW).unwrap();
+    std::fs::write(&script, common::redraw::REDRAW).unwrap();
     let line = bootstrap(&rt, &format!("exec python3 {}", script.display()));
     let server = format!("127.0.0.1:{}", line.port).parse().unwrap();
     let proxy = FaultProxy::start(server).await.unwrap();
@@ -257,7 +220,7 @@ async fn typing_into_a_redraw() -> Vec<(Duration, usize)> {
         screen.screen().rows(0, 80).nth(23).unwrap_or_default()
     };
     // The redraw runs (and a byte stream alone would fall further behind
-    // every second: 340 KB/s into 250 KB/s).
+    // every second: 260 KB/s into 250 KB/s).
     let t = Instant::now();
     while !last_row(&client).starts_with("keys:") {
         assert!(t.elapsed() < Duration::from_secs(20), "the program draws");

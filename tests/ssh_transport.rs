@@ -196,6 +196,61 @@ async fn session_moves_to_quic_during_a_flood() {
     client.task.abort();
 }
 
+/// Over the ssh transport, where one TCP stream carries everything: typing
+/// into the 20 fps redraw (more than the link carries) on 2 Mbit/s and 100 ms
+/// each key shows within about 2 RTT + 50 ms (printed; the median is
+/// asserted with a margin for loaded machines, below what the byte stream
+/// alone gives: over a second and growing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_show_during_a_redraw_over_ssh_on_a_slow_link() {
+    let rt = Rt::new();
+    let script = rt.scratch().join("redraw.py");
+    std::fs::write(&script, common::redraw::REDRAW).unwrap();
+    let s = setup_with(rt, &format!("exec python3 {}", script.display())).await;
+    s.tcp.shape(2_000_000, Duration::from_millis(50));
+    let client = start_client(s.remote.clone(), s.line.session_id);
+    let mut screen = common::screen_of(b"", 24, 80, 0);
+    let mut seen = 0;
+    let mut last_row = |client: &common::remote::Client| {
+        let out = client.output.lock().unwrap();
+        screen.process(&out[seen..]);
+        seen = out.len();
+        screen.screen().rows(0, 80).nth(23).unwrap_or_default()
+    };
+    let t = std::time::Instant::now();
+    while !last_row(&client).starts_with("keys:") {
+        assert!(t.elapsed() < LONG, "the program draws");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Long enough for the link to be measured and the backlog to build.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut typed = String::from("keys:");
+    let mut took = Vec::new();
+    for k in "abcdefghij".chars() {
+        typed.push(k);
+        let sent = std::time::Instant::now();
+        client.input.send(k.to_string().into_bytes()).await.unwrap();
+        while !last_row(&client).starts_with(&typed) {
+            assert!(sent.elapsed() < LONG, "{k:?} never showed");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        took.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let udp_down = s
+        .udp
+        .counters()
+        .down
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(udp_down, 0, "all of it over ssh");
+    eprintln!("over ssh, 2 Mbit/s, 100 ms RTT, 20 fps redraw: key to screen {took:?}");
+    took.sort();
+    let (p50, max) = (took[took.len() / 2], took[took.len() - 1]);
+    eprintln!("  p50 {p50:?}, max {max:?} (target 250 ms)");
+    assert!(p50 <= Duration::from_secs(1), "median key {p50:?}");
+    client.task.abort();
+}
+
 /// A network that blocked UDP last time, open now, same transport memory: the
 /// next session is on QUIC at once (the memory is a hint, never a verdict).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

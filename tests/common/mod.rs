@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod fake_ssh;
+pub mod redraw;
 pub mod remote;
 pub mod tmux;
 
