@@ -50,6 +50,9 @@ const MIN_HISTORY_BUDGET: usize = 8 * 1024;
 /// channel otherwise only ever measures its own pace), the next one late
 /// drains the queue the early one may have made.
 const PACING_GAINS: [f64; 8] = [1.25, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// The longest the next screen is held back, whatever the estimate says
+/// (a screen of 14 KB takes 1.1 s at 100 kbit/s).
+const MAX_PACE: Duration = Duration::from_secs(2);
 /// The program's output rate is measured over about this long.
 const PRODUCED_WINDOW: Duration = Duration::from_millis(500);
 /// ... from samples of the log's end this far apart.
@@ -372,8 +375,8 @@ impl ServerChannel {
         self.states_sent += 1;
         if let Some(bw) = self.bandwidth().filter(|_| self.outpaced) {
             let gain = PACING_GAINS[(self.states_sent % PACING_GAINS.len() as u64) as usize];
-            self.paced_until = self.paced_until.max(now)
-                + Duration::from_secs_f64((raw + wire) as f64 / (bw * gain));
+            let pace = Duration::from_secs_f64((raw + wire) as f64 / (bw * gain));
+            self.paced_until = (self.paced_until.max(now) + pace).min(now + MAX_PACE);
         }
     }
 
@@ -501,6 +504,76 @@ mod tests {
                 self.step(program, u64::MAX, 4096);
             }
         }
+    }
+
+    /// Whatever a peer acknowledges and however time and output move, the
+    /// channel neither panics nor loses count: what is in flight is what
+    /// was sent and not acknowledged, the position never goes back past an
+    /// ack, and a held-back screen is due within [`MAX_PACE`].
+    #[test]
+    fn hostile_acks_and_odd_timing_keep_the_books_straight() {
+        let mut polls = 0;
+        for seed in 0..200 {
+            let mut rng = crate::sim::Rng(seed);
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut ch = ServerChannel::new(0, now);
+            let mut log = LogState {
+                start: 0,
+                end: 0,
+                exited: None,
+                modelled: 0,
+            };
+            let mut sent: Vec<(u64, u64)> = Vec::new(); // (end, wire)
+            for _ in 0..2000 {
+                let step = if rng.chance(0.01) { 30_000_000 } else { 50_000 };
+                now += Duration::from_micros(rng.below(step));
+                if rng.chance(0.5) {
+                    log.end += rng.below(40_000);
+                    log.start = log.end.saturating_sub(1 << 20).max(log.start);
+                }
+                log.modelled =
+                    log.end - rng.below(log.end - log.start + 1).min(log.end - log.start);
+                if rng.chance(0.4) {
+                    // An ack: often honest, sometimes anything at all.
+                    let offset = if rng.chance(0.8) {
+                        let k = rng.below(sent.len() as u64 + 1) as usize;
+                        sent.get(k).map_or(0, |s| s.0)
+                    } else {
+                        rng.next()
+                    };
+                    ch.on_ack(offset, now);
+                    sent.retain(|s| s.0 > ch.acked());
+                }
+                match ch.poll(log, CHUNK, now) {
+                    Some(Action::Output { offset, len }) => {
+                        assert!(offset >= ch.acked() && len > 0);
+                        sent.push((offset + len as u64, len as u64));
+                    }
+                    Some(Action::Snapshot | Action::State { .. }) => {
+                        let wire = 16 + rng.below(100_000);
+                        ch.state_sent(0, log.modelled.max(log.start), wire, now);
+                        sent.push((ch.position(), wire));
+                    }
+                    Some(Action::Exit { .. }) | None => {}
+                }
+                assert!(ch.position() >= ch.acked());
+                assert_eq!(ch.in_flight(), sent.iter().map(|s| s.1).sum::<u64>());
+                polls += 1;
+                if let Some(due) = ch.poll_timeout() {
+                    assert!(
+                        due <= now + MAX_PACE,
+                        "seed {seed}: held for {:?}",
+                        due - now
+                    );
+                }
+            }
+            assert!(
+                ch.states_sent() > 0 || ch.acked() > 0,
+                "seed {seed} went somewhere"
+            );
+        }
+        assert_eq!(polls, 200 * 2000);
     }
 
     #[test]
