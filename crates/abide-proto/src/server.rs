@@ -99,7 +99,7 @@ enum Delivery {
     Stream,
     /// The state, with this budget for history rows.
     State(usize),
-    /// Nothing until the path has room.
+    /// Nothing until the next paced screen is due.
     Hold,
 }
 
@@ -310,10 +310,10 @@ impl ServerChannel {
     /// state (with a budget for history rows), or not yet. The state goes
     /// in either of two cases:
     /// - the program prints faster than the link carries, so that any byte
-    ///   streamed now is older than the screen by the time it arrives: once
-    ///   the path has room for a screen beside what is in flight, the newest
-    ///   screen goes (unless what waits is cheaper than a screen: a key's
-    ///   echo), and until then nothing does;
+    ///   streamed now is older than the screen by the time it arrives: when
+    ///   the screen before has left the bottleneck (paced at the link's
+    ///   rate), the newest screen goes (unless what waits is cheaper than a
+    ///   screen: a key's echo), and until then nothing does;
     /// - what the client still needs would take more than [`BACKLOG_LIMIT`]
     ///   on its link (a burst larger than the link carries at once).
     ///
