@@ -461,14 +461,11 @@ fn detached_sessions_expire_and_the_daemon_goes_with_the_last() {
 
 /// `ssh [opts] DEST COMMAND` run here: the last argument through `sh -c`.
 fn local_ssh(rt: &Rt) -> String {
-    use std::os::unix::fs::PermissionsExt;
     let p = rt.scratch().join("here-ssh");
-    std::fs::write(
+    common::write_executable(
         &p,
         "#!/bin/sh\nfor last; do :; done\nexec sh -c \"$last\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     p.display().to_string()
 }
 

@@ -67,8 +67,7 @@ impl Host {
             "#!/bin/sh\nfor cmd; do :; done\necho \"$*\" >> '{}/ssh-calls'\n{env}\ncd \"$HOME\" || exit 255\n{run}\n",
             rt.scratch().display()
         );
-        std::fs::write(&ssh, script).unwrap();
-        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        common::write_executable(&ssh, &script);
         Host { rt, home, bin, ssh }
     }
 
@@ -246,12 +245,7 @@ async fn a_compatible_abide_on_the_path_is_used_and_an_old_one_is_not() {
     // versions: the client deploys its own, and only two versions are kept.
     let host = Host::new(false);
     let old = "#!/bin/sh\necho 'abide 0.0.9 (protocol 0)'\n";
-    std::fs::write(host.bin.join("abide"), old).unwrap();
-    std::fs::set_permissions(
-        host.bin.join("abide"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    common::write_executable(&host.bin.join("abide"), old);
     for (v, age) in [("0.0.8", 200), ("0.0.9", 100)] {
         let d = host.version_dir(v);
         std::fs::create_dir_all(&d).unwrap();
@@ -274,12 +268,7 @@ async fn a_compatible_abide_on_the_path_is_used_and_an_old_one_is_not() {
 async fn a_platform_without_a_binary_gets_the_install_command() {
     let host = Host::new(false);
     let uname = "#!/bin/sh\ncase $1 in -s) echo Plan9;; -m) echo mips;; esac\n";
-    std::fs::write(host.bin.join("uname"), uname).unwrap();
-    std::fs::set_permissions(
-        host.bin.join("uname"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    common::write_executable(&host.bin.join("uname"), uname);
     let err = host.bootstrap("true").await.expect_err("no binary");
     match err.downcast_ref::<DeployError>() {
         Some(DeployError::NoBinary { platform, .. }) => assert_eq!(platform, "plan9-mips"),

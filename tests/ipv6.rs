@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,12 +99,10 @@ fn abide_user_at_an_ipv6_address_connects() {
     let rt = Rt::new();
     // ssh [options] DEST COMMAND: the stand-in checks DEST and runs COMMAND.
     let ssh = rt.scratch().join("ssh");
-    std::fs::write(
+    common::write_executable(
         &ssh,
         "#!/bin/sh\nfor cmd; do :; done\ncase \" $* \" in *' me@::1 '*) ;; *) echo \"fake ssh: $*\" >&2; exit 255;; esac\nexec sh -c \"$cmd\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let cmd = rt.command(&[
         "--ssh",
         &ssh.display().to_string(),

@@ -45,10 +45,8 @@ except OSError:
 "#;
 
 pub fn write_fake_ssh(rt: &Rt) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let p = rt.scratch().join("fake-ssh");
-    std::fs::write(&p, FAKE_SSH).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::common::write_executable(&p, FAKE_SSH);
     p
 }
 
@@ -111,15 +109,12 @@ pub async fn fake_sshd_counted(rt_dir: PathBuf) -> (std::net::SocketAddr, Arc<At
 pub fn write_ssh_wrapper(rt: &Rt, port: u16) -> PathBuf {
     let fake = write_fake_ssh(rt);
     let wrapper = rt.scratch().join("ssh");
-    std::fs::write(
+    crate::common::write_executable(
         &wrapper,
-        format!(
-            "#!/bin/sh\nFAKE_SSH_PORT={port} exec {} \"$@\"\n",
+        &format!(
+            "#!/bin/sh\nFAKE_SSH_PORT={port} exec python3 {} \"$@\"\n",
             fake.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     wrapper
 }

@@ -521,3 +521,20 @@ pub fn scrollback_rows(p: &mut vt100::Parser) -> Vec<String> {
     p.screen_mut().set_scrollback(0);
     lines
 }
+
+/// Writes a script to be executed. Not from this process: a file this
+/// process has open for writing can be inherited by a child another test is
+/// forking at that moment, and executing it then fails with ETXTBSY ("Text
+/// file busy") until that child has exec'd. `install` writes it in a process
+/// of its own, which nobody here forks from.
+pub fn write_executable(path: &std::path::Path, text: &str) {
+    let draft = path.with_extension("draft");
+    std::fs::write(&draft, text).unwrap();
+    let st = std::process::Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&draft)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success(), "install {}: {st}", path.display());
+}
