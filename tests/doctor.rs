@@ -4,6 +4,8 @@
 //! plays the server. Nothing touches the real ~/.ssh or the network; one test
 //! uses the real `ssh -G` (configuration parsing only, no connection).
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -166,9 +168,7 @@ echo "fake ssh: unexpected arguments: $*" >&2
 exit 255
 "#
         );
-        let path = self.bin.join("ssh");
-        fs::write(&path, script).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        common::write_executable(&self.bin.join("ssh"), &script);
     }
 
     fn calls(&self) -> String {
