@@ -211,40 +211,16 @@ async fn typing_into_a_redraw() -> Vec<(Duration, usize)> {
     let proxy = FaultProxy::start(server).await.unwrap();
     proxy.shape(Some(2_000_000), Duration::from_millis(50));
     let client = Client::start(&proxy, &line, None);
-    let mut screen = common::screen_of(b"", 24, 80, 0);
-    let mut seen = 0;
-    let mut last_row = |client: &Client| {
-        let out = client.output.lock().unwrap();
-        screen.process(&out[seen..]);
-        seen = out.len();
-        screen.screen().rows(0, 80).nth(23).unwrap_or_default()
-    };
     // The redraw runs (and a byte stream alone would fall further behind
     // every second: 260 KB/s into 250 KB/s).
     let t = Instant::now();
-    while !last_row(&client).starts_with("keys:") {
-        assert!(t.elapsed() < Duration::from_secs(20), "the program draws");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let mut typed = String::from("keys:");
-    let mut took = Vec::new();
-    for k in "abcdefghijkl".chars() {
-        typed.push(k);
-        let sent = Instant::now();
-        let before = client.len();
-        client.send(&k.to_string()).await;
-        while !last_row(&client).starts_with(&typed) {
-            assert!(
-                sent.elapsed() < Duration::from_secs(20),
-                "{k:?} never showed: {:?}",
-                last_row(&client)
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        took.push((sent.elapsed(), client.len() - before));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let typist = common::redraw::Typist {
+        output: &client.output,
+        input: &client.input,
+    };
+    let took = typist
+        .type_into_redraw(Duration::from_secs(5), "abcdefghijkl")
+        .await;
     eprintln!(
         "  received {} KB in {:.1} s",
         client.len() / 1000,

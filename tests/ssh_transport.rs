@@ -209,34 +209,15 @@ async fn keys_show_during_a_redraw_over_ssh_on_a_slow_link() {
     let s = setup_with(rt, &format!("exec python3 {}", script.display())).await;
     s.tcp.shape(2_000_000, Duration::from_millis(50));
     let client = start_client(s.remote.clone(), s.line.session_id);
-    let mut screen = common::screen_of(b"", 24, 80, 0);
-    let mut seen = 0;
-    let mut last_row = |client: &common::remote::Client| {
-        let out = client.output.lock().unwrap();
-        screen.process(&out[seen..]);
-        seen = out.len();
-        screen.screen().rows(0, 80).nth(23).unwrap_or_default()
+    let typist = common::redraw::Typist {
+        output: &client.output,
+        input: &client.input,
     };
-    let t = std::time::Instant::now();
-    while !last_row(&client).starts_with("keys:") {
-        assert!(t.elapsed() < LONG, "the program draws");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     // Long enough for the link to be measured and the backlog to build.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut typed = String::from("keys:");
-    let mut took = Vec::new();
-    for k in "abcdefghij".chars() {
-        typed.push(k);
-        let sent = std::time::Instant::now();
-        client.input.send(k.to_string().into_bytes()).await.unwrap();
-        while !last_row(&client).starts_with(&typed) {
-            assert!(sent.elapsed() < LONG, "{k:?} never showed");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        took.push(sent.elapsed());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let keys = typist
+        .type_into_redraw(Duration::from_secs(4), "abcdefghij")
+        .await;
+    let mut took: Vec<Duration> = keys.iter().map(|k| k.0).collect();
     let udp_down = s
         .udp
         .counters()

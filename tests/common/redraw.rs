@@ -1,4 +1,9 @@
-//! A full-screen program for the typing tests.
+//! A full-screen program for the typing tests, and the typing.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 /// Redraws all 24x80 cells 20 times a second inside synchronized output
 /// (`CSI ? 2026 h/l`), a truecolor run every 3 cells (~13 KB a frame,
@@ -36,3 +41,56 @@ while True:
     out.flush()
     next_frame += 0.05
 "#;
+
+/// What the typing tests see of a client: the bytes it wrote to its
+/// terminal, and where its keys go.
+pub struct Typist<'a> {
+    pub output: &'a Arc<Mutex<Vec<u8>>>,
+    pub input: &'a mpsc::Sender<Vec<u8>>,
+}
+
+impl Typist<'_> {
+    fn len(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    /// Waits until [`REDRAW`] has drawn, lets it run for `warm_up`, then
+    /// types `keys` one by one, 300 ms apart. Returns, for each key, the
+    /// time until the program's last row showed it on the client's screen
+    /// and the bytes the client received meanwhile.
+    pub async fn type_into_redraw(&self, warm_up: Duration, keys: &str) -> Vec<(Duration, usize)> {
+        let mut screen = crate::common::screen_of(b"", 24, 80, 0);
+        let mut seen = 0;
+        let mut last_row = || {
+            let out = self.output.lock().unwrap();
+            screen.process(&out[seen..]);
+            seen = out.len();
+            screen.screen().rows(0, 80).nth(23).unwrap_or_default()
+        };
+        let t = Instant::now();
+        while !last_row().starts_with("keys:") {
+            assert!(t.elapsed() < Duration::from_secs(20), "the program draws");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(warm_up).await;
+        let mut typed = String::from("keys:");
+        let mut took = Vec::new();
+        for k in keys.chars() {
+            typed.push(k);
+            let sent = Instant::now();
+            let before = self.len();
+            self.input.send(k.to_string().into_bytes()).await.unwrap();
+            while !last_row().starts_with(&typed) {
+                assert!(
+                    sent.elapsed() < Duration::from_secs(20),
+                    "{k:?} never showed: {:?}",
+                    last_row()
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            took.push((sent.elapsed(), self.len() - before));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        took
+    }
+}
