@@ -53,8 +53,9 @@ struct Seen {
     total: u64,
 }
 
-async fn ping_during_output(lanes: bool) -> Seen {
-    let server = ServerEndpoint::start(flood_then_pong(), (0, 0)).unwrap();
+/// The server behind the fault proxy's bottleneck (2 Mbit/s, 50 ms each
+/// way); the proxy lives as long as the returned handle.
+async fn through_a_slow_link(server: &ServerEndpoint) -> (FaultProxy, Target) {
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap())
         .await
         .unwrap();
@@ -65,6 +66,12 @@ async fn ping_during_output(lanes: bool) -> Seen {
         grant_id: [1; 16],
         secret: [2; 32],
     };
+    (proxy, target)
+}
+
+async fn ping_during_output(lanes: bool) -> Seen {
+    let server = ServerEndpoint::start(flood_then_pong(), (0, 0)).unwrap();
+    let (_proxy, target) = through_a_slow_link(&server).await;
     let mut link = quic::connect_lanes(&target, lanes).await.unwrap();
     link.tx.send(&Hello::new(Request::List)).await.unwrap();
     let (mut ping_at, mut rtt, mut before, mut total) = (None, None, 0, 0);
@@ -143,16 +150,7 @@ fn output_then_detached() -> Serve {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_frame_behind_the_output_arrives_after_the_control_lane_ends() {
     let server = ServerEndpoint::start(output_then_detached(), (0, 0)).unwrap();
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap())
-        .await
-        .unwrap();
-    proxy.shape(Some(2_000_000), Duration::from_millis(50));
-    let target = Target {
-        addr: proxy.addr(),
-        fingerprint: server.fingerprint.clone(),
-        grant_id: [1; 16],
-        secret: [2; 32],
-    };
+    let (_proxy, target) = through_a_slow_link(&server).await;
     let mut link = quic::connect(&target).await.unwrap();
     link.tx.send(&Hello::new(Request::List)).await.unwrap();
     let mut output = 0;

@@ -106,8 +106,8 @@ impl LinkMeter {
 
     /// Full windows have measured the rate for [`FIRST_PROBE_AFTER`] (the
     /// first ones include the start), and the last of them came within
-    /// [`BW_WINDOW`] of `now` or of `held_back_since` (when the sender began
-    /// holding back by choice: its own deliveries show its pace since).
+    /// [`BW_WINDOW`] of `now` or of `held_back_at` (when the sender last held
+    /// back by choice: its own deliveries show its pace since).
     pub fn rate_is_the_links(&self, held_back_at: Option<Instant>, now: Instant) -> bool {
         let settled = self
             .saturated_since
