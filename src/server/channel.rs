@@ -167,7 +167,7 @@ pub async fn serve(
         Request::History { name, tail } => match daemon.find(&Target::Existing(Some(name))) {
             Ok(session) => {
                 let tail = tail.map(|t| usize::try_from(t).unwrap_or(usize::MAX));
-                send_history(&mut tx, &session.history(tail)).await
+                send_history(&mut tx, &session.history(tail).await).await
             }
             Err((kind, message)) => refuse(&mut tx, kind, message).await,
         },
@@ -214,7 +214,7 @@ async fn attach(
         Err((kind, message)) => return refuse(&mut tx, kind, message).await,
     };
     let guard = Arc::new(session.register_client(req.client_id));
-    session.set_size(req.size);
+    session.set_size(req.size).await;
 
     let end = session.end_offset();
     let start = match req.resume {
@@ -288,7 +288,7 @@ async fn read_half(
                 });
             }
             Up::Resize(size) => match size.validate() {
-                Ok(size) => session.set_size(size),
+                Ok(size) => session.set_size(size).await,
                 // Refused, never clamped; this channel ends, no other one does.
                 Err(e) => {
                     let (kind, message) = (e.kind(), e.to_string());
@@ -394,7 +394,7 @@ async fn pump(
                 Err(ReadGap::Future) => bail!("client offset {offset} beyond output end"),
             },
             Some(Action::Snapshot) => {
-                let (snap, at) = session.snapshot();
+                let (snap, at) = session.snapshot().await;
                 let wire = send_snapshot(tx, &snap, at).await?;
                 core.state_sent(0, at, wire, Instant::now());
                 continue;
@@ -404,9 +404,10 @@ async fn pump(
                 history_budget,
             }) => {
                 // The model only moves forward, so it is still past `from`.
-                let (state, at) = session
-                    .state_since(from, history_budget)
-                    .unwrap_or_else(|| session.snapshot());
+                let (state, at) = match session.state_since(from, history_budget) {
+                    Some(state) => state,
+                    None => session.snapshot().await,
+                };
                 let wire = send_snapshot(tx, &state, at).await?;
                 core.state_sent(0, at, wire, Instant::now());
                 tracing::debug!(from, at, wire, "client behind: sent the state");

@@ -447,8 +447,12 @@ pub fn run_blocking(cfg: Config) -> Result<()> {
     let sock = paths::socket_path(&rt);
     // We hold the lock, so any socket file left is from a dead daemon.
     let _ = std::fs::remove_file(&sock);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for every session's I/O, as tmux has: the work per byte is
+    // small and mostly the kernel's, and two workers handed each PTY read
+    // from one to the other (a wake and a context switch per 4 KiB; 25 % of
+    // the daemon's CPU in a flood). The model's parsing and rendering run on
+    // blocking threads (`Session::off_runtime`, the feeder).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -35,7 +35,7 @@ const MODEL_CHUNK: usize = 64 * 1024;
 /// How far the model may trail the log. A client that is behind gets the
 /// model's state, so this bounds how stale that state can be (about 30 ms of
 /// parsing) and how long a Ctrl-C's answer waits behind the model.
-const MAX_MODEL_LAG: u64 = 1024 * 1024;
+pub const MAX_MODEL_LAG: u64 = 1024 * 1024;
 
 pub struct Recorder {
     log: Mutex<Log>,
@@ -75,11 +75,16 @@ impl Recorder {
         self.log.lock().unwrap()
     }
 
+    /// How far the model would trail the log with `more` bytes appended.
+    pub fn lag_after(&self, more: usize) -> u64 {
+        self.log().log.end() + more as u64 - self.modelled.load(Ordering::Acquire)
+    }
+
     /// Appends program output; returns the new end offset. Cheap unless the
-    /// model has fallen [`MAX_MODEL_LAG`] (or a whole ring) behind.
+    /// model has fallen [`MAX_MODEL_LAG`] (or a whole ring) behind; the pump
+    /// waits for the model off the runtime thread first, so that this is rare.
     pub fn append(&self, bytes: &[u8]) -> u64 {
-        let lag = self.log().log.end() + bytes.len() as u64 - self.modelled.load(Ordering::Acquire);
-        if lag > MAX_MODEL_LAG {
+        if self.lag_after(bytes.len()) > MAX_MODEL_LAG {
             // The program prints faster than the model parses: help the
             // feeder here, which holds the pump (and so the program, once the
             // PTY is full) back, as a terminal that cannot keep up does.
@@ -110,7 +115,7 @@ impl Recorder {
     }
 
     /// Processes chunks until the model is at most `lag` behind the log.
-    fn feed_until(&self, lag: u64) {
+    pub fn feed_until(&self, lag: u64) {
         let mut chunk = Vec::with_capacity(MODEL_CHUNK);
         loop {
             let mut model = self.model.lock().unwrap();

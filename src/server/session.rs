@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::proto::frame::{NewSession, SessionInfo, TtyModes, WinSize};
 use crate::proto::input::InputDedup;
 use crate::proto::outlog::Read;
-use crate::server::recorder::Recorder;
+use crate::server::recorder::{Recorder, MAX_MODEL_LAG};
 
 pub struct Session {
     pub id: u64,
@@ -322,8 +322,8 @@ impl Session {
     }
 
     /// The screen and scrollback as escape sequences, and the offset they stand for.
-    pub fn snapshot(&self) -> (Vec<u8>, u64) {
-        self.output.snapshot()
+    pub async fn snapshot(self: &Arc<Self>) -> (Vec<u8>, u64) {
+        self.off_runtime(|s| s.output.snapshot()).await
     }
 
     /// What a client showing the stream up to `from` needs to show the
@@ -333,8 +333,23 @@ impl Session {
     }
 
     /// The rows that scrolled off (the newest `tail` of them), for `abide history`.
-    pub fn history(&self, tail: Option<usize>) -> Vec<u8> {
-        self.output.history(tail)
+    pub async fn history(self: &Arc<Self>, tail: Option<usize>) -> Vec<u8> {
+        self.off_runtime(move |s| s.output.history(tail)).await
+    }
+
+    /// Runs model work on a blocking thread. Catching the model up and
+    /// rendering a whole scrollback take milliseconds to tens of them, and
+    /// the daemon's runtime is one thread serving every session: on it, one
+    /// reattach would stall every other session's keys.
+    async fn off_runtime<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Session) -> T + Send + 'static,
+    ) -> T {
+        let s = self.clone();
+        match tokio::task::spawn_blocking(move || work(&s)).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// The output log's extent and the exit code, for the channel core.
@@ -398,8 +413,13 @@ impl Session {
         Ok(true)
     }
 
-    /// The most recently active client's size wins, as in tmux.
-    pub fn set_size(&self, size: WinSize) {
+    /// The most recently active client's size wins, as in tmux. Off the
+    /// runtime thread: the model is caught up first.
+    pub async fn set_size(self: &Arc<Self>, size: WinSize) {
+        self.off_runtime(move |s| s.resize_now(size)).await
+    }
+
+    fn resize_now(&self, size: WinSize) {
         if size.rows == 0 || size.cols == 0 {
             return;
         }
@@ -502,11 +522,31 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| -status.signal().unwrap_or(0))
 }
 
+/// The model is fed once this much output waits for it...
+const FEED_BATCH: u64 = 64 * 1024;
+/// ...or this long after output arrived, whichever comes first.
+const FEED_DELAY: Duration = Duration::from_millis(2);
+
 /// Keeps the terminal model near the log's end, off the output path. Holds
 /// the session weakly: it ends when the session is gone.
+///
+/// Each feed is a hand-off to a blocking thread and back; a flood arrives a
+/// PTY read (4 KiB) at a time, so the feeder lets a batch gather first: the
+/// model trails by a few milliseconds more, the daemon switches threads a
+/// few hundred times a second instead of once per read.
 async fn feed_model(session: Weak<Session>, mut output: watch::Receiver<u64>) {
     while output.changed().await.is_ok() {
+        let end = *output.borrow_and_update();
         let Some(s) = session.upgrade() else { return };
+        if end.saturating_sub(s.output.modelled()) < FEED_BATCH {
+            drop(s);
+            tokio::time::sleep(FEED_DELAY).await;
+            let Some(again) = session.upgrade() else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || again.output.feed()).await;
+            continue;
+        }
         let _ = tokio::task::spawn_blocking(move || s.output.feed()).await;
     }
 }
@@ -542,6 +582,17 @@ async fn pump_output(
                         }
                     }
                     session.check_tty_modes();
+                    if session.output.lag_after(filled) > MAX_MODEL_LAG {
+                        // The program prints faster than the model parses:
+                        // wait for the model (holding the program back, once
+                        // its PTY is full, as a slow terminal does), on a
+                        // blocking thread: the runtime serves other sessions.
+                        let s = session.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            s.output.feed_until(MAX_MODEL_LAG / 2)
+                        })
+                        .await;
+                    }
                     session.record(&buf[..filled]);
                 }
                 // EIO: every copy of the PTY's other side is closed.
