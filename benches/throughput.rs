@@ -4,11 +4,14 @@
 //!     attached client in a PTY, against the same `cat` straight into a PTY.
 //!     The bench reads the PTY master as fast as it can until a marker line.
 //!     Every byte goes through (`ABIDE_BENCH_STREAM_ONLY`: the daemon never
-//!     sends the screen instead of a backlog).
+//!     sends the screen instead of a backlog). Two files: plain 80-column
+//!     lines, and coloured 63-column lines like a build log's (each line goes
+//!     through the terminal models' slow path).
 //! (b) Memory: the daemon's RSS (VmRSS) with no session, with one idle session
 //!     holding 10 000 lines of scrollback, and with several (per-session cost).
 //!
-//! `ABIDE_BENCH_MB` changes the file size, `ABIDE_BENCH_RUNS` the number of
+//! `ABIDE_BENCH_MB` changes the file size, `ABIDE_BENCH_CORPUS` (`plain`,
+//! `coloured`) picks one file, `ABIDE_BENCH_RUNS` the number of
 //! runs per throughput case (the median is reported), `ABIDE_BENCH_SESSIONS`
 //! the session count of the memory slope.
 
@@ -33,8 +36,52 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// What the file holds.
+#[derive(Clone, Copy)]
+enum Corpus {
+    /// Printable 80-byte lines (79 characters + newline).
+    Plain,
+    /// Build-log lines with colours: bold green `Compiling`, a yellow `warning`.
+    Coloured,
+}
+
+impl Corpus {
+    fn describe(self) -> &'static str {
+        match self {
+            Corpus::Plain => "plain 80-column lines",
+            Corpus::Coloured => "coloured 63-column build-log lines",
+        }
+    }
+
+    fn write(self, path: &Path, bytes: u64) {
+        match self {
+            Corpus::Plain => write_plain(path, bytes),
+            Corpus::Coloured => write_coloured(path, bytes),
+        }
+    }
+}
+
+fn write_coloured(path: &Path, bytes: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut written = 0u64;
+    let mut i = 0u64;
+    while written < bytes {
+        let line = format!(
+            "\x1b[1m\x1b[32m   Compiling\x1b[0m crate-{} v0.4.{} (/src/crate-{}) \x1b[33mwarning\x1b[0m: {}\n",
+            i % 1000,
+            i % 10,
+            i % 1000,
+            i % 100
+        );
+        f.write_all(line.as_bytes()).unwrap();
+        written += line.len() as u64;
+        i += 1;
+    }
+    f.flush().unwrap();
+}
+
 /// Printable 80-byte lines (79 characters + newline), like a build log.
-fn write_data(path: &Path, bytes: u64) {
+fn write_plain(path: &Path, bytes: u64) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let alphabet: Vec<u8> = (b' '..=b'~').collect();
     let mut written = 0u64;
@@ -270,66 +317,22 @@ fn main() {
     // Every byte goes through: with adaptive delivery on, a client that
     // falls behind gets the screen instead of the backlog and finishes
     // sooner, which would measure less than the pipeline.
-    let rt = Rt::with_env(&[("ABIDE_BENCH_STREAM_ONLY", "1")]);
-    let data = rt.scratch().join("data.txt");
-    let bytes = size_mb * 1_000_000;
-    write_data(&data, bytes);
-    // Warm the page cache.
-    let _ = std::fs::read(&data).unwrap();
-    let mut direct = Vec::new();
-    let mut session = Vec::new();
-    for i in 0..runs {
-        direct.push(direct_run(rt.scratch(), &data));
-        session.push(session_run(&rt, i, &data));
+    // And the log holds the whole file: a client that falls a whole ring
+    // behind would get a snapshot and skip the rest of the way.
+    let ring = (2 * size_mb * 1_000_000).to_string();
+    let rt = Rt::with_env(&[
+        ("ABIDE_BENCH_STREAM_ONLY", "1"),
+        ("ABIDE_RING_BYTES", ring.as_str()),
+    ]);
+    let corpora = match std::env::var("ABIDE_BENCH_CORPUS").as_deref() {
+        Ok("plain") => vec![Corpus::Plain],
+        Ok("coloured") => vec![Corpus::Coloured],
+        _ => vec![Corpus::Plain, Corpus::Coloured],
+    };
+    let mut n = 0;
+    for corpus in corpora {
+        throughput(&rt, corpus, size_mb, runs, &mut n);
     }
-    let d = bytes as f64 / median(direct.clone());
-    let session_secs: Vec<f64> = session.iter().map(|r| r.secs).collect();
-    let s = bytes as f64 / median(session_secs.clone());
-    let fmt = |v: &[f64]| {
-        v.iter()
-            .map(|t| format!("{t:.2}s"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    println!();
-    println!("throughput: cat of {size_mb} MB ({ROWS}x{COLS} PTYs), median of {runs}");
-    println!(
-        "  direct to a PTY:             {:>12}   ({})",
-        mb(d),
-        fmt(&direct)
-    );
-    println!(
-        "  through a session + client:  {:>12}   ({})",
-        mb(s),
-        fmt(&session_secs)
-    );
-    println!(
-        "  ratio:                       {:>11.0} %   (target >= 70 %)",
-        100.0 * s / d
-    );
-    let received: Vec<f64> = session.iter().map(|r| r.received as f64).collect();
-    println!(
-        "  client terminal received:    {:>9.1} MB    ({:.0} % of the file; less: the client fell a whole ring behind)",
-        median(received.clone()) / 1e6,
-        100.0 * median(received) / bytes as f64
-    );
-    let cpu = |f: fn(&SessionRun) -> f64| {
-        let v: Vec<f64> = session.iter().map(f).collect();
-        median(v)
-    };
-    println!(
-        "  CPU per run through a session (median): daemon {:.2} s, client {:.2} s \
-         ({} cores, load average {})",
-        cpu(|r| r.daemon_cpu),
-        cpu(|r| r.client_cpu),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     drop(rt);
 
     // ---- memory ----
@@ -378,4 +381,71 @@ fn main() {
         per * 1024.0 / 1e6
     );
     drop(rt);
+}
+
+/// Measures one corpus: direct and through a session, runs interleaved.
+fn throughput(rt: &Rt, corpus: Corpus, size_mb: u64, runs: u64, n: &mut u64) {
+    let data = rt.scratch().join("data.txt");
+    let bytes = size_mb * 1_000_000;
+    corpus.write(&data, bytes);
+    // Warm the page cache.
+    let _ = std::fs::read(&data).unwrap();
+    let mut direct = Vec::new();
+    let mut session = Vec::new();
+    for _ in 0..runs {
+        direct.push(direct_run(rt.scratch(), &data));
+        session.push(session_run(rt, *n, &data));
+        *n += 1;
+    }
+    let d = bytes as f64 / median(direct.clone());
+    let session_secs: Vec<f64> = session.iter().map(|r| r.secs).collect();
+    let s = bytes as f64 / median(session_secs.clone());
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|t| format!("{t:.2}s"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!();
+    println!(
+        "throughput: cat of {size_mb} MB of {} ({ROWS}x{COLS} PTYs), median of {runs}",
+        corpus.describe()
+    );
+    println!(
+        "  direct to a PTY:             {:>12}   ({})",
+        mb(d),
+        fmt(&direct)
+    );
+    println!(
+        "  through a session + client:  {:>12}   ({})",
+        mb(s),
+        fmt(&session_secs)
+    );
+    println!(
+        "  ratio:                       {:>11.0} %   (target >= 70 %)",
+        100.0 * s / d
+    );
+    let received: Vec<f64> = session.iter().map(|r| r.received as f64).collect();
+    println!(
+        "  client terminal received:    {:>9.1} MB    ({:.0} % of the file; less: the client fell a whole ring behind)",
+        median(received.clone()) / 1e6,
+        100.0 * median(received) / bytes as f64
+    );
+    let cpu = |f: fn(&SessionRun) -> f64| {
+        let v: Vec<f64> = session.iter().map(f).collect();
+        median(v)
+    };
+    println!(
+        "  CPU per run through a session (median): daemon {:.2} s, client {:.2} s \
+         ({} cores, load average {})",
+        cpu(|r| r.daemon_cpu),
+        cpu(|r| r.client_cpu),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }

@@ -447,12 +447,14 @@ pub fn run_blocking(cfg: Config) -> Result<()> {
     let sock = paths::socket_path(&rt);
     // We hold the lock, so any socket file left is from a dead daemon.
     let _ = std::fs::remove_file(&sock);
-    // One thread for every session's I/O, as tmux has: the work per byte is
-    // small and mostly the kernel's, and two workers handed each PTY read
-    // from one to the other (a wake and a context switch per 4 KiB; 25 % of
-    // the daemon's CPU in a flood). The model's parsing and rendering run on
-    // blocking threads (`Session::off_runtime`, the feeder).
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Two workers, not one: a PTY read that finds the line discipline's
+    // 4 KiB buffer empty waits in the kernel for the tty worker to refill it
+    // (`flush_work`), so the pump blocks its thread now and then; on a
+    // single thread that held up every channel's writes (a `cat` through a
+    // session took 30 % longer, `cargo bench --bench throughput`). Heavy model
+    // work runs on blocking threads (`Session::off_runtime`, the feeder).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -522,31 +522,11 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| -status.signal().unwrap_or(0))
 }
 
-/// The model is fed once this much output waits for it...
-const FEED_BATCH: u64 = 64 * 1024;
-/// ...or this long after output arrived, whichever comes first.
-const FEED_DELAY: Duration = Duration::from_millis(2);
-
 /// Keeps the terminal model near the log's end, off the output path. Holds
 /// the session weakly: it ends when the session is gone.
-///
-/// Each feed is a hand-off to a blocking thread and back; a flood arrives a
-/// PTY read (4 KiB) at a time, so the feeder lets a batch gather first: the
-/// model trails by a few milliseconds more, the daemon switches threads a
-/// few hundred times a second instead of once per read.
 async fn feed_model(session: Weak<Session>, mut output: watch::Receiver<u64>) {
     while output.changed().await.is_ok() {
-        let end = *output.borrow_and_update();
         let Some(s) = session.upgrade() else { return };
-        if end.saturating_sub(s.output.modelled()) < FEED_BATCH {
-            drop(s);
-            tokio::time::sleep(FEED_DELAY).await;
-            let Some(again) = session.upgrade() else {
-                return;
-            };
-            let _ = tokio::task::spawn_blocking(move || again.output.feed()).await;
-            continue;
-        }
         let _ = tokio::task::spawn_blocking(move || s.output.feed()).await;
     }
 }
