@@ -3,9 +3,11 @@
 //! vt100 costs about a microsecond per row that scrolls (a fresh 80-cell row,
 //! the capture of the old one) plus tens of nanoseconds per character: a
 //! `cat` or `seq` through a session was bound by the models (the daemon's and
-//! the client's), not by the PTY or the link. Most of such output is plain
-//! lines (printable ASCII, then CR LF) that enter at the bottom row and leave
-//! at the top a screen later. When the model is known to be in the state such
+//! the client's), not by the PTY or the link. Most of such output is simple
+//! lines that enter at the bottom row and leave at the top a screen later:
+//! printable ASCII, perhaps coloured by SGR sequences (a build log's
+//! `Compiling`, `warning`) as long as the line ends with the default pen, then
+//! CR LF. When the model is known to be in the state such
 //! a line leaves it in (checked on the model after a plain line went through
 //! it: parser in ground state, primary screen, full-screen scroll region,
 //! cursor at the start of the blank bottom row, default pen), a run of `L >=
@@ -18,7 +20,9 @@
 //! rows off through its normal path), and the others go straight to the
 //! scroll callback as text, tagged with the offset at which they would have
 //! scrolled off. The model's state and history are the ones it would have had
-//! (`tests`: byte for byte against feeding everything), at any chunking.
+//! (`tests`, at any chunking): the screen byte for byte, and each row of
+//! history byte for byte when plain; a coloured row keeps the program's own
+//! escape codes, which print the same cells as vt100's capture of the row.
 
 use vt100::Parser;
 
@@ -29,17 +33,18 @@ pub trait Scrolls: vt100::Callbacks {
     /// The stream offset of the end of the piece about to be parsed: rows
     /// that scroll off while it is parsed are gone by that offset.
     fn piece_end(&mut self, _end: u64) {}
-    /// A plain line (without its CR LF) that scrolled through the screen and
-    /// off its top by stream offset `tag`, never entering the model.
+    /// A simple line (without its CR LF: printable ASCII, perhaps SGR
+    /// sequences, ending with the default pen) that scrolled through the
+    /// screen and off its top by stream offset `tag`, never entering the model.
     fn passed_through(&mut self, _line: &[u8], _tag: u64) {}
 }
 
 /// Feeds a vt100 parser, skipping what scrolls straight through.
 #[derive(Default)]
 pub struct PlainLines {
-    /// The model is in the state a plain line leaves it in (see above).
+    /// The model is in the state a simple line leaves it in (see above).
     settled: bool,
-    /// A run of plain lines, after a settled model, not applied yet: a run
+    /// A run of simple lines, after a settled model, not applied yet: a run
     /// is applied when something else comes, when it is long, or when the
     /// model is looked at ([`PlainLines::flush`]), so that the lines the
     /// model must parse (the last screenful) are paid once per run rather
@@ -47,9 +52,9 @@ pub struct PlainLines {
     run: Vec<u8>,
     /// Each line of `run`: its end in `run`, and its end in the stream.
     ends: Vec<(usize, u64)>,
-    /// The start of a line after the run, cut by the end of a chunk:
-    /// printable and narrower than a row, so it cannot scroll anything. It
-    /// is joined to the rest of its line by the next call.
+    /// The start of a line after the run, cut by the end of a chunk: the
+    /// start of a simple line narrower than a row, so it cannot scroll
+    /// anything. It is joined to the rest of its line by the next call.
     partial: Vec<u8>,
     /// The stream offset at the end of `partial`.
     partial_end: u64,
@@ -58,17 +63,100 @@ pub struct PlainLines {
 /// Bytes of a pending run past which it is applied (bounds the buffer).
 const MAX_RUN: usize = 128 * 1024;
 
-/// Printable ASCII that fits on a row, then CR LF: printed as itself from the
-/// first column, one cell per byte, with no other effect than the scroll.
-fn is_plain(piece: &[u8], cols: usize) -> bool {
+/// At most this many parameters, of at most 5 digits, in an SGR sequence a
+/// simple line may hold: vte caps both, and past them vt100 would not see
+/// what a terminal does.
+const MAX_SGR_PARAMS: usize = 16;
+const MAX_SGR_DIGITS: usize = 5;
+
+/// How a line body (without its line end) prints from the first column with
+/// the default pen, if it is simple: the number of cells it fills, and
+/// whether the pen is default again at its end. Simple is printable ASCII
+/// (one cell per byte) and SGR sequences (`ESC [ digits;... m`, nothing
+/// private), which change only the pen. An SGR sequence cut by the end of
+/// `body` is allowed when `cut_ok` (the start of a line, its rest to come).
+fn scan(body: &[u8], cut_ok: bool) -> Option<(usize, bool)> {
+    // A fold rather than `all`: no early exit, so it vectorises.
+    if body
+        .iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0x5f))
+    {
+        return Some((body.len(), true));
+    }
+    let (mut i, mut cells, mut pen_default) = (0, 0, true);
+    while i < body.len() {
+        let b = body[i];
+        if b.wrapping_sub(0x20) < 0x5f {
+            cells += 1;
+            i += 1;
+            continue;
+        }
+        if b != 0x1b {
+            return None;
+        }
+        match body.get(i + 1) {
+            Some(b'[') => {}
+            None if cut_ok => return Some((cells, false)),
+            _ => return None,
+        }
+        // Parameters: the pen is default after this sequence only if every
+        // one of them is a reset (0 or empty).
+        let (mut j, mut params, mut digits, mut resets) = (i + 2, 1, 0, true);
+        loop {
+            match body.get(j) {
+                Some(b'0') | Some(b'1'..=b'9') if digits == MAX_SGR_DIGITS => return None,
+                Some(b'0') => digits += 1,
+                Some(b'1'..=b'9') => {
+                    digits += 1;
+                    resets = false;
+                }
+                Some(b';') if params == MAX_SGR_PARAMS => return None,
+                Some(b';') => {
+                    params += 1;
+                    digits = 0;
+                }
+                Some(b'm') => break,
+                None if cut_ok => return Some((cells, false)),
+                _ => return None,
+            }
+            j += 1;
+        }
+        pen_default = resets;
+        i = j + 1;
+    }
+    Some((cells, pen_default))
+}
+
+/// A simple line that fits on a row, then CR LF: from a settled model it
+/// prints as its visible text from the first column, leaves the default pen,
+/// and scrolls once.
+fn is_simple(piece: &[u8], cols: usize) -> bool {
     let Some(body) = piece.strip_suffix(b"\r\n") else {
         return false;
     };
-    // A fold rather than `all`: no early exit, so it vectorises.
-    body.len() <= cols
-        && body
-            .iter()
-            .fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0x5f))
+    matches!(scan(body, false), Some((cells, true)) if cells <= cols)
+}
+
+/// Whether `line`, a row of history (without its line end), is a simple
+/// line: printed as itself from the first column of a blank row with the
+/// default pen, it shows the row and leaves the default pen.
+pub fn prints_as_itself(line: &[u8], cols: usize) -> bool {
+    matches!(scan(line, false), Some((cells, true)) if cells <= cols)
+}
+
+/// The printable characters of a simple line's body, its SGR sequences left out.
+fn visible(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut in_sgr = false;
+    for &b in body {
+        match b {
+            0x1b => in_sgr = true,
+            b'm' if in_sgr => in_sgr = false,
+            _ if in_sgr => {}
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 fn line_end(bytes: &[u8], from: usize) -> usize {
@@ -105,16 +193,18 @@ impl PlainLines {
         while i < bytes.len() {
             let end = line_end(bytes, i);
             let piece = &bytes[i..end];
-            let printable = |p: &[u8]| {
-                p.len() <= cols
-                    && p.iter()
-                        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x20) < 0x5f))
+            // The start of a simple line (perhaps up to its CR), narrower
+            // than a row: it cannot scroll anything, and is joined to its
+            // rest by the next call.
+            let cut_simple = |p: &[u8]| {
+                let p = p.strip_suffix(b"\r").unwrap_or(p);
+                matches!(scan(p, true), Some((cells, _)) if cells <= cols)
             };
             if end == bytes.len()
                 && !piece.ends_with(b"\n")
                 && self.settled
                 && !self.ends.is_empty()
-                && printable(piece)
+                && cut_simple(piece)
             {
                 self.partial.extend_from_slice(piece);
                 self.partial_end = offset + end as u64;
@@ -134,7 +224,7 @@ impl PlainLines {
         rows: usize,
         cols: usize,
     ) {
-        if self.settled && rows >= 2 && is_plain(piece, cols) {
+        if self.settled && rows >= 2 && is_simple(piece, cols) {
             self.run.extend_from_slice(piece);
             self.ends.push((self.run.len(), end));
             if self.run.len() >= MAX_RUN {
@@ -187,7 +277,7 @@ impl PlainLines {
         let before = parser.callbacks().scrolls();
         parser.callbacks_mut().piece_end(end);
         parser.process(piece);
-        self.settled = is_plain(piece, cols)
+        self.settled = is_simple(piece, cols)
             && parser.callbacks().scrolls() == before + 1
             && settled_after(parser.screen(), &piece[..piece.len() - 2]);
     }
@@ -220,7 +310,7 @@ fn skip_run<C: Scrolls>(parser: &mut Parser<C>, run: &[u8], ends: &[(usize, u64)
     }));
 }
 
-/// After a plain line `body` went through the model (and scrolled it once):
+/// After a simple line `body` went through the model (and scrolled it once):
 /// whether the model is in the state that line leaves a settled model in.
 fn settled_after(screen: &vt100::Screen, body: &[u8]) -> bool {
     let (rows, cols) = screen.size();
@@ -240,7 +330,7 @@ fn settled_after(screen: &vt100::Screen, body: &[u8]) -> bool {
     {
         return false;
     }
-    let plain = |c: &vt100::Cell| {
+    let default_attrs = |c: &vt100::Cell| {
         c.fgcolor() == vt100::Color::Default
             && c.bgcolor() == vt100::Color::Default
             && !c.bold()
@@ -248,20 +338,27 @@ fn settled_after(screen: &vt100::Screen, body: &[u8]) -> bool {
             && !c.italic()
             && !c.underline()
             && !c.inverse()
-            && !c.is_wide()
-            && !c.is_wide_continuation()
     };
+    let narrow = |c: &vt100::Cell| !c.is_wide() && !c.is_wide_continuation();
+    // A coloured line's cells carry its colours; a plain line's must not.
+    let coloured = body.contains(&0x1b);
+    let text = visible(body);
     (0..cols).all(|c| {
         let (Some(line), Some(bottom)) = (screen.cell(rows - 2, c), screen.cell(rows - 1, c))
         else {
             return false;
         };
-        let want = body.get(c as usize).map(|&b| b as char);
+        let want = text.get(c as usize).map(|&b| b as char);
         let shows = match want {
             Some(ch) => line.contents().len() == 1 && line.contents().starts_with(ch),
             None => !line.has_contents(),
         };
-        shows && plain(line) && !bottom.has_contents() && plain(bottom)
+        shows
+            && narrow(line)
+            && (coloured || default_attrs(line))
+            && !bottom.has_contents()
+            && narrow(bottom)
+            && default_attrs(bottom)
     })
 }
 
@@ -341,7 +438,22 @@ mod tests {
         };
         let mut out = Vec::new();
         for i in 0..600 {
-            match rnd(14) {
+            match rnd(21) {
+                20 => out.extend_from_slice(b"\x1b[41merase\x1b[K the rest\x1b[m\r\n"),
+                14 => out.extend_from_slice(
+                    b"\x1b[1m\x1b[32m   Compiling\x1b[0m crate v1 \x1b[33mwarn\x1b[m\r\n",
+                ),
+                15 => {
+                    out.extend_from_slice(b"\x1b[38;5;208mexactly thirty columns wide\x1b[0;0m\r\n")
+                }
+                16 => out.extend_from_slice(
+                    b"\x1b[7m inverse \x1b[0m and \x1b[4munder\x1b[24m still\r\n",
+                ),
+                17 => out.extend_from_slice(b"\x1b[>4;2mprivate, not SGR\x1b[m\r\n"),
+                18 => out.extend_from_slice(b"\x1b[41m red background, left on\r\n"),
+                19 => {
+                    out.extend_from_slice(b"\x1b[1;0m\x1b[;mreset twice\x1b[0;1;0m\x1b[00000m\r\n")
+                }
                 0 => out.extend_from_slice(b"\x1b[31mred\x1b[0m\r\n"),
                 1 => out.extend_from_slice(b"\x1b[31mleft red\r\n"),
                 2 => out.extend_from_slice(b"\x1b[0m"),
@@ -404,7 +516,15 @@ mod tests {
                     s.2.len(),
                     "history: seed {seed}, chunks of {chunk}"
                 );
-                if let Some(k) = (0..f.2.len()).find(|&k| f.2[k] != s.2[k]) {
+                let same_row = |a: &(String, u64), b: &(String, u64)| {
+                    // A coloured row keeps the program's escape codes: it
+                    // must print the same cells, with the same tag.
+                    a == b
+                        || (a.1 == b.1
+                            && a.0.contains('\x1b')
+                            && printed(&a.0, 30) == printed(&b.0, 30))
+                };
+                if let Some(k) = (0..f.2.len()).find(|&k| !same_row(&f.2[k], &s.2[k])) {
                     panic!(
                         "seed {seed}, chunks of {chunk}: row {k}: {:?} vs {:?}",
                         f.2[k], s.2[k]
@@ -412,6 +532,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The cells a row of history shows, printed on a fresh row.
+    fn printed(row: &str, cols: u16) -> String {
+        let mut p = vt100::Parser::new(
+            NonZeroU16::new(1).unwrap(),
+            NonZeroU16::new(cols).unwrap(),
+            0,
+        );
+        p.process(row.as_bytes());
+        p.screen().contents_formatted_basic()
+    }
+
+    #[test]
+    fn simple_lines_are_printable_text_and_pen_changes_that_end_with_the_default_pen() {
+        let simple = |l: &[u8]| is_simple(l, 30);
+        assert!(simple(b"plain\r\n"));
+        assert!(simple(b"\x1b[1m\x1b[32mgreen\x1b[0m\r\n"));
+        assert!(simple(b"\x1b[31mred\x1b[m\r\n"));
+        assert!(simple(b"\x1b[38;5;208mx\x1b[0;0m\r\n"));
+        // The pen is not default at the end.
+        assert!(!simple(b"\x1b[31mred\r\n"));
+        assert!(!simple(b"\x1b[0;1mbold\r\n"));
+        // Not SGR: private markers, other finals, other escapes.
+        assert!(!simple(b"\x1b[>4;2mx\x1b[m\r\n"));
+        assert!(!simple(b"\x1b[2Kx\r\n"));
+        assert!(!simple(b"\x1b]0;t\x07x\r\n"));
+        assert!(!simple(b"\x1b[38:2:1:2:3mx\x1b[m\r\n"));
+        // More than vte keeps.
+        let many = format!("\x1b[{}mx\x1b[m\r\n", ["1"; 17].join(";"));
+        assert!(!simple(many.as_bytes()));
+        assert!(!simple(b"\x1b[000001mx\x1b[m\r\n"));
+        // Visible width, not bytes, against the row.
+        assert!(simple(
+            format!("\x1b[1m{}\x1b[0m\r\n", "x".repeat(30)).as_bytes()
+        ));
+        assert!(!simple(
+            format!("\x1b[1m{}\x1b[0m\r\n", "x".repeat(31)).as_bytes()
+        ));
+        // The start of one, cut by a chunk's end, anywhere in a sequence.
+        for cut in [&b"\x1b"[..], b"ab\x1b[", b"ab\x1b[3", b"ab\x1b[3;"] {
+            assert!(scan(cut, true).is_some(), "{cut:?}");
+            assert!(scan(cut, false).is_none(), "{cut:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_coloured_run_is_mostly_skipped() {
+        let data: Vec<u8> = (0..3_000)
+            .flat_map(|i| {
+                format!("\x1b[1m\x1b[32m{i:>8}\x1b[0m done \x1b[33mwarn\x1b[0m\r\n").into_bytes()
+            })
+            .collect();
+        // Under MAX_RUN bytes: one screenful is parsed per applied run.
+        assert!(data.len() < MAX_RUN);
+        let mut p = parser(24, 80);
+        let mut lines = PlainLines::default();
+        for c in data.chunks(1000) {
+            lines.process(&mut p, c, 0);
+        }
+        lines.flush(&mut p);
+        assert_eq!(p.callbacks().rows.len(), 3_000 - 23);
+        assert!(p.callbacks().parsed < 30, "{}", p.callbacks().parsed);
+        assert_eq!(
+            p.callbacks().rows[2_000].0,
+            "\x1b[1m\x1b[32m    2000\x1b[0m done \x1b[33mwarn\x1b[0m"
+        );
+        assert_eq!(
+            p.screen().contents().lines().next(),
+            Some("    2977 done warn")
+        );
     }
 
     #[test]

@@ -160,10 +160,12 @@ impl Scrolls for History {
             return;
         }
         self.start_row(tag);
-        // Printable ASCII (checked by `plain_lines`): what vt100 would have
-        // captured for it, byte for byte.
+        // Printable ASCII and SGR sequences, ending with the default pen
+        // (checked by `plain_lines`): plain, what vt100 would have captured
+        // for it, byte for byte; coloured, the program's own escape codes for
+        // the same cells.
         self.text
-            .push_str(std::str::from_utf8(line).expect("plain lines are ASCII"));
+            .push_str(std::str::from_utf8(line).expect("simple lines are ASCII"));
     }
 }
 
@@ -316,11 +318,12 @@ impl Terminal {
             printed += 1;
         }
         let rows = screen.size().0.get() as usize;
+        let cols = screen.size().1.get() as usize;
         for k in h.len() - fit..h.len() {
             let line = h.line(k);
-            if printed >= rows && !line.contains('\x1b') {
+            if printed >= rows && crate::plain_lines::prints_as_itself(line.as_bytes(), cols) {
                 // Below a screenful the bottom row is blank (just scrolled in)
-                // and the pen is default: a plain line is written as itself,
+                // and the pen is default: a simple line is written as itself,
                 // which the client's model lets scroll past (`plain_lines`).
                 out.push_str(line);
                 out.push_str("\r\n");
