@@ -36,6 +36,12 @@ use crate::link_meter::{LinkMeter, SendSample, PROBE_WINDOW};
 pub const MAX_WINDOW: u64 = 1024 * 1024;
 /// The least: one round trip of a slow link still carries this much.
 pub const MIN_WINDOW: u64 = 16 * 1024;
+/// However short the round trip, the window holds this long at the link's
+/// rate. On a local or LAN link 1.5 bandwidth-delay products are a few KiB:
+/// every time the client or the daemon waits for a CPU (a scheduler tick on a
+/// busy machine) the pipe ran dry, and output went in 4 KiB pieces, each with
+/// its own wake-ups. Keys wait behind at most this much more output.
+pub const MIN_WINDOW_TIME: Duration = Duration::from_millis(10);
 /// In flight before the link has been measured.
 pub const INITIAL_WINDOW: u64 = 64 * 1024;
 /// A client further behind than this (at its link's rate) gets the state, not the stream.
@@ -193,15 +199,19 @@ impl ServerChannel {
         self.link.min_rtt()
     }
 
-    /// How much may be in flight: one and a half bandwidth-delay products
-    /// (a little while the round trip is measured again).
+    /// How much may be in flight: one and a half bandwidth-delay products,
+    /// or [`MIN_WINDOW_TIME`] at the link's rate if more (a little while the
+    /// round trip is measured again).
     pub fn window(&self) -> u64 {
         if self.link.probing() {
             return PROBE_WINDOW;
         }
-        match self.link.bdp() {
-            Some(bdp) => (bdp * 3 / 2).clamp(MIN_WINDOW, MAX_WINDOW),
-            None => INITIAL_WINDOW,
+        match (self.link.bdp(), self.link.bandwidth()) {
+            (Some(bdp), Some(bw)) => {
+                let floor = (bw * MIN_WINDOW_TIME.as_secs_f64()) as u64;
+                (bdp * 3 / 2).max(floor).clamp(MIN_WINDOW, MAX_WINDOW)
+            }
+            _ => INITIAL_WINDOW,
         }
     }
 
@@ -834,6 +844,8 @@ mod tests {
         for (bw, rtt, lo, hi) in [
             (250e3, 100, MIN_WINDOW, 64 * 1024),
             (100e6, 20, MAX_WINDOW, MAX_WINDOW),
+            // A local link: the product is 15 kB, the window 10 ms of its rate.
+            (30e6, 1, 250 * 1000, 350 * 1000),
         ] {
             let mut sim = Sim::new(bw, rtt);
             sim.ch.set_adaptive(false);
