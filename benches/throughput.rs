@@ -6,7 +6,9 @@
 //!     Every byte goes through (`ABIDE_BENCH_STREAM_ONLY`: the daemon never
 //!     sends the screen instead of a backlog). Two files: plain 80-column
 //!     lines, and coloured 63-column lines like a build log's (each line goes
-//!     through the terminal models' slow path).
+//!     through the terminal models' slow path). For reference, the same `cat`
+//!     relayed by script(1): two PTYs and a bare relay, the floor of any
+//!     design in which the program keeps a terminal of its own.
 //! (b) Memory: the daemon's RSS (VmRSS) with no session, with one idle session
 //!     holding 10 000 lines of scrollback, and with several (per-session cost).
 //!
@@ -182,18 +184,40 @@ fn reap(mut child: std::process::Child) {
 
 /// Seconds for `cat` straight into a PTY.
 fn direct_run(dir: &Path, data: &Path) -> f64 {
-    let go = dir.join("go-direct");
-    let _ = std::fs::remove_file(&go);
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", &cat_script(data, &go)]);
+    cmd.args(["-c", &cat_script(data, &dir.join("go-direct"))]);
+    timed_run(cmd, &dir.join("go-direct"))
+}
+
+/// Seconds for `cat` in a PTY that script(1) relays to ours: two PTYs and a
+/// process between them, as in a session, with no protocol at all. The
+/// floor of any design whose program keeps a terminal of its own.
+fn relay_run(dir: &Path, data: &Path) -> f64 {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qfc", &cat_script(data, &dir.join("go-relay")), "/dev/null"]);
+    timed_run(cmd, &dir.join("go-relay"))
+}
+
+fn timed_run(cmd: Command, go: &Path) -> f64 {
+    let _ = std::fs::remove_file(go);
     let (mut r, child) = pty_spawn(cmd);
     r.until("READY", Duration::from_secs(20));
     let t = Instant::now();
-    std::fs::write(&go, b"").unwrap();
+    std::fs::write(go, b"").unwrap();
     r.until(MARKER, Duration::from_secs(600));
     let secs = t.elapsed().as_secs_f64();
     reap(child);
     secs
+}
+
+/// Whether script(1) (util-linux) is there to measure the relay floor.
+fn have_script() -> bool {
+    Command::new("script")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -391,9 +415,14 @@ fn throughput(rt: &Rt, corpus: Corpus, size_mb: u64, runs: u64, n: &mut u64) {
     // Warm the page cache.
     let _ = std::fs::read(&data).unwrap();
     let mut direct = Vec::new();
+    let mut relay = Vec::new();
     let mut session = Vec::new();
+    let relay_too = have_script();
     for _ in 0..runs {
         direct.push(direct_run(rt.scratch(), &data));
+        if relay_too {
+            relay.push(relay_run(rt.scratch(), &data));
+        }
         session.push(session_run(rt, *n, &data));
         *n += 1;
     }
@@ -416,6 +445,15 @@ fn throughput(rt: &Rt, corpus: Corpus, size_mb: u64, runs: u64, n: &mut u64) {
         mb(d),
         fmt(&direct)
     );
+    if relay_too {
+        let r = bytes as f64 / median(relay.clone());
+        println!(
+            "  relayed by script(1):        {:>12}   ({}; {:.0} % of direct: two PTYs' floor)",
+            mb(r),
+            fmt(&relay),
+            100.0 * r / d
+        );
+    }
     println!(
         "  through a session + client:  {:>12}   ({})",
         mb(s),
