@@ -194,7 +194,11 @@ fn direct_run(dir: &Path, data: &Path) -> f64 {
 /// floor of any design whose program keeps a terminal of its own.
 fn relay_run(dir: &Path, data: &Path) -> f64 {
     let mut cmd = Command::new("script");
-    cmd.args(["-qfc", &cat_script(data, &dir.join("go-relay")), "/dev/null"]);
+    cmd.args([
+        "-qfc",
+        &cat_script(data, &dir.join("go-relay")),
+        "/dev/null",
+    ]);
     timed_run(cmd, &dir.join("go-relay"))
 }
 

@@ -90,24 +90,47 @@ impl Modes {
 
 /// Follows the output stream for mode changes (a second, cheap parser beside
 /// the screen model, which does not expose most of these modes).
+///
+/// Only escape sequences change modes, and ESC starts one from any state of
+/// the parser (text, another sequence, a string). So the parser is given
+/// each sequence alone: from an ESC until it is done (dispatched, or a
+/// string begun), and the text up to the next ESC is skipped. Giving it the
+/// text too cost a third of the client's CPU under a flood.
+#[derive(Default)]
 pub struct Tracker {
     parser: vte::Parser,
     modes: Modes,
-}
-
-impl Default for Tracker {
-    fn default() -> Self {
-        Tracker {
-            parser: vte::Parser::new(),
-            modes: Modes::default(),
-        }
-    }
+    /// A sequence is under way: the next bytes continue it.
+    in_sequence: bool,
 }
 
 impl Tracker {
     pub fn observe(&mut self, bytes: &[u8]) {
-        let mut p = Perf(&mut self.modes);
-        self.parser.advance(&mut p, bytes);
+        let mut i = 0;
+        if self.in_sequence {
+            i = self.sequence(bytes);
+        }
+        while !self.in_sequence {
+            let Some(k) = memchr::memchr(0x1b, &bytes[i..]) else {
+                return;
+            };
+            i += k + self.sequence(&bytes[i + k..]);
+        }
+    }
+
+    /// Feeds the sequence that `bytes` starts or continues until it is done;
+    /// returns how many bytes it took (all of them when it is not done yet).
+    fn sequence(&mut self, bytes: &[u8]) -> usize {
+        let mut p = Perf {
+            modes: &mut self.modes,
+            done: false,
+        };
+        // Text after a sequence that ended without a dispatch (cancelled by
+        // CAN or SUB, or ignored) is fed too, up to the next dispatch: text
+        // is never the end, as the parser takes the ESC after it with it.
+        let n = self.parser.advance_until_terminated(&mut p, bytes);
+        self.in_sequence = !p.done;
+        n
     }
 
     pub fn modes(&self) -> &Modes {
@@ -115,10 +138,15 @@ impl Tracker {
     }
 }
 
-struct Perf<'a>(&'a mut Modes);
+struct Perf<'a> {
+    modes: &'a mut Modes,
+    /// The sequence being fed is over: what follows is text until an ESC.
+    done: bool,
+}
 
 impl vte::Perform for Perf<'_> {
     fn csi_dispatch(&mut self, params: &vte::Params, intermediates: &[u8], ignore: bool, c: char) {
+        self.done = true;
         if ignore {
             return;
         }
@@ -133,28 +161,48 @@ impl vte::Perform for Perf<'_> {
                     if let Some(&m) = p.first() {
                         // Bounded: only the modes we restore are remembered.
                         if RESTORED.contains(&m) || ALT_SCREENS.contains(&m) {
-                            self.0.dec.insert(m, c == 'h');
+                            self.modes.dec.insert(m, c == 'h');
                         }
                     }
                 }
             }
-            ([b'>'], 'u') => self.0.kitty_pushed = self.0.kitty_pushed.saturating_add(1).min(64),
-            ([b'<'], 'u') => {
-                self.0.kitty_pushed = self.0.kitty_pushed.saturating_sub(u32::from(first.max(1)))
+            ([b'>'], 'u') => {
+                self.modes.kitty_pushed = self.modes.kitty_pushed.saturating_add(1).min(64)
             }
-            ([b'='], 'u') => self.0.kitty_set = first != 0,
+            ([b'<'], 'u') => {
+                self.modes.kitty_pushed = self
+                    .modes
+                    .kitty_pushed
+                    .saturating_sub(u32::from(first.max(1)))
+            }
+            ([b'='], 'u') => self.modes.kitty_set = first != 0,
             _ => {}
         }
     }
 
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
+        self.done = true;
         match (intermediates, byte) {
-            ([], b'=') => self.0.keypad = true,
-            ([], b'>') => self.0.keypad = false,
+            ([], b'=') => self.modes.keypad = true,
+            ([], b'>') => self.modes.keypad = false,
             // RIS: the terminal is back to its power-on state.
-            ([], b'c') => *self.0 = Modes::default(),
+            ([], b'c') => *self.modes = Modes::default(),
             _ => {}
         }
+    }
+
+    // A string ended by BEL; one ended by ESC goes on with that ESC's sequence.
+    fn osc_dispatch(&mut self, _params: &[&[u8]], bell_terminated: bool) {
+        self.done = bell_terminated;
+    }
+
+    // A device control string: its data is not ours, and an ESC ends it.
+    fn hook(&mut self, _params: &vte::Params, _intermediates: &[u8], _ignore: bool, _c: char) {
+        self.done = true;
+    }
+
+    fn terminated(&self) -> bool {
+        self.done
     }
 }
 
@@ -334,6 +382,88 @@ mod tests {
             t.observe(chunk);
         }
         t.modes().clone()
+    }
+
+    /// Every byte through the parser, as the tracker once did: the reference.
+    fn parsed_whole(bytes: &[u8]) -> Modes {
+        let mut modes = Modes::default();
+        let mut p = Perf {
+            modes: &mut modes,
+            done: false,
+        };
+        vte::Parser::new().advance(&mut p, bytes);
+        modes
+    }
+
+    /// Output that changes modes among everything that could hide a change
+    /// or fake one: text (UTF-8, cut anywhere), strings ended every way,
+    /// sequences aborted, controls inside sequences, C1 bytes, lone ESCs.
+    fn hostile_output(seed: u64) -> Vec<u8> {
+        let pieces: &[&[u8]] = &[
+            b"plain text ",
+            "日本語 ".as_bytes(),
+            b"\r\n",
+            b"\t\x07\x08",
+            b"\x1b[1;31mred\x1b[m",
+            b"\x1b[?1049h",
+            b"\x1b[?1049l",
+            b"\x1b[?1000;1006h",
+            b"\x1b[?1000l",
+            b"\x1b[?25l",
+            b"\x1b[?25h",
+            b"\x1b[?2004h",
+            b"\x1b[?7l",
+            b"\x1b[?2026h",
+            b"\x1b[>1u",
+            b"\x1b[<u",
+            b"\x1b[=1u",
+            b"\x1b=",
+            b"\x1b>",
+            b"\x1bc",
+            b"\x1b]0;title\x07",
+            b"\x1b]0;title\x1b\\",
+            b"\x1b]2;unterminated ",
+            b"\x1bP1$qm\x1b\\",
+            b"\x1bPq#0;2;0;0;0\x18",
+            b"\x1b_Gpayload=\x1b\\",
+            b"\x1b^privacy\x1b\\",
+            b"\x1b[?10\x18",
+            b"\x1b[?1\x1a049h",
+            b"\x1b[?1\n049h",
+            b"\x1b[?1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1;1049h",
+            b"\xff\xfe",
+            b"\xe6\x97",
+            b"\x9b?1049h",
+            b"\x1b",
+            b"\x1b\x1b[?1h",
+            b"\x1b[",
+            b"\x1b[?",
+            b"1004h",
+        ];
+        let mut x = seed | 1;
+        let mut out = Vec::new();
+        for _ in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(pieces[(x % pieces.len() as u64) as usize]);
+        }
+        out
+    }
+
+    #[test]
+    fn skipping_text_sees_every_mode_change_that_parsing_everything_sees() {
+        for seed in 1..300u64 {
+            let out = hostile_output(seed * 7919);
+            let want = parsed_whole(&out);
+            for chunk in [1usize, 2, 3, 5, 7, 13, 64, 100, 4096] {
+                let mut t = Tracker::default();
+                for c in out.chunks(chunk) {
+                    t.observe(c);
+                }
+                assert_eq!(t.modes(), &want, "seed {seed}, chunks of {chunk}");
+            }
+        }
     }
 
     #[test]
