@@ -443,9 +443,9 @@ mod tests {
                 14 => out.extend_from_slice(
                     b"\x1b[1m\x1b[32m   Compiling\x1b[0m crate v1 \x1b[33mwarn\x1b[m\r\n",
                 ),
-                15 => {
-                    out.extend_from_slice(b"\x1b[38;5;208mexactly thirty columns wide\x1b[0;0m\r\n")
-                }
+                15 => out.extend_from_slice(
+                    b"\x1b[38;5;208mexactly thirty columns wide...\x1b[0;0m\r\n",
+                ),
                 16 => out.extend_from_slice(
                     b"\x1b[7m inverse \x1b[0m and \x1b[4munder\x1b[24m still\r\n",
                 ),
