@@ -131,10 +131,9 @@ fn scan(body: &[u8], cut_ok: bool) -> Option<(usize, bool)> {
 /// prints as its visible text from the first column, leaves the default pen,
 /// and scrolls once.
 fn is_simple(piece: &[u8], cols: usize) -> bool {
-    let Some(body) = piece.strip_suffix(b"\r\n") else {
-        return false;
-    };
-    matches!(scan(body, false), Some((cells, true)) if cells <= cols)
+    piece
+        .strip_suffix(b"\r\n")
+        .is_some_and(|body| prints_as_itself(body, cols))
 }
 
 /// Whether `line`, a row of history (without its line end), is a simple
